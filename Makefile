@@ -1,0 +1,46 @@
+# hardway: `make` builds the eight static tools into bin/.
+#   sudo make demo   start the local registry, seed it, run the whole docker-run flow
+#   sudo make test   the whole test suite (what .ci/run calls)
+SHELL    := /bin/bash
+TOOLS    := pull unpack overlay nsrun cgset netsetup shim inspect
+GO       ?= go
+GOFLAGS  ?=
+BIN      := bin
+TOOLBIN  := $(CURDIR)/.tools/bin
+CRANE_VERSION := v0.22.1
+export PATH := $(CURDIR)/$(BIN):$(TOOLBIN):$(PATH)
+
+.PHONY: all build tools test unit e2e demo bench clean vet fmt
+
+all: build
+
+build: $(addprefix $(BIN)/,$(TOOLS))
+
+$(BIN)/%: FORCE
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -trimpath -ldflags='-s -w' -o $@ ./cmd/$*
+
+FORCE:
+
+# crane is the real registry client that seed-images pushes with.
+tools: $(TOOLBIN)/crane
+
+$(TOOLBIN)/crane:
+	@mkdir -p $(TOOLBIN)
+	GOBIN=$(TOOLBIN) CGO_ENABLED=0 $(GO) install github.com/google/go-containerregistry/cmd/crane@$(CRANE_VERSION)
+
+vet:
+	@test -z "$$(gofmt -l cmd internal test)" || { gofmt -l cmd internal test; echo 'gofmt: the files above need formatting'; exit 1; }
+	$(GO) vet ./...
+
+test: build tools vet
+	$(GO) test -count=1 -p 1 -timeout 30m ./...
+
+demo: build tools
+	scripts/demo
+
+bench: build tools
+	scripts/bench
+
+clean:
+	rm -rf $(BIN) .tools

@@ -1,0 +1,112 @@
+// Package cgroup is cgset's engine: it finds the host's cgroup hierarchies (unified v2,
+// hybrid, legacy v1) and creates, limits, joins and removes a container's cgroup in them.
+package cgroup
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/hardway/hardway/internal/cli"
+	"github.com/hardway/hardway/internal/state"
+	"github.com/hardway/hardway/internal/trace"
+)
+
+// Hierarchy is one mounted cgroup hierarchy.
+type Hierarchy struct {
+	Mount       string   // where it is mounted, e.g. /sys/fs/cgroup/memory
+	V2          bool     // cgroup2
+	Controllers []string // v1: the controllers bound to it (memory, cpu, name=systemd, …)
+}
+
+// Hierarchies reads /proc/self/mountinfo for the cgroup mounts.
+func Hierarchies() ([]Hierarchy, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var hs []Hierarchy
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// id parent maj:min root mountpoint opts [optional…] - fstype source superopts
+		fields := strings.Fields(sc.Text())
+		sep := -1
+		for i, f := range fields {
+			if f == "-" {
+				sep = i
+				break
+			}
+		}
+		if sep < 0 || len(fields) < sep+4 {
+			continue
+		}
+		mnt, fstype, super := fields[4], fields[sep+1], fields[sep+3]
+		if fields[3] != "/" || seen[mnt] {
+			continue // a bind of a sub-cgroup (inside a container) is not a hierarchy root
+		}
+		switch fstype {
+		case "cgroup2":
+			seen[mnt] = true
+			hs = append(hs, Hierarchy{Mount: mnt, V2: true})
+		case "cgroup":
+			var ctrls []string
+			for _, o := range strings.Split(super, ",") {
+				switch o {
+				case "rw", "ro", "relatime", "noexec", "nosuid", "nodev", "clone_children", "noprefix", "xattr":
+					continue
+				}
+				if strings.HasPrefix(o, "release_agent=") {
+					continue
+				}
+				ctrls = append(ctrls, o)
+			}
+			seen[mnt] = true
+			hs = append(hs, Hierarchy{Mount: mnt, Controllers: ctrls})
+		}
+	}
+	return hs, sc.Err()
+}
+
+// Dirs returns the container's cgroup dir in every hierarchy where it exists.
+func Dirs(id string) ([]string, error) {
+	hs, err := Hierarchies()
+	if err != nil {
+		return nil, err
+	}
+	var dirs []string
+	for _, h := range hs {
+		d := filepath.Join(h.Mount, state.CgroupPath(id))
+		if st, err := os.Stat(d); err == nil && st.IsDir() {
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs, nil
+}
+
+// Join moves pid into the container's cgroup in every hierarchy that has it.
+func Join(id string, pid int) error {
+	dirs, err := Dirs(id)
+	if err != nil {
+		return err
+	}
+	if len(dirs) == 0 {
+		return cli.Errorf("run: cgset create "+id, "cgroup %s does not exist", state.CgroupPath(id))
+	}
+	for _, d := range dirs {
+		p := filepath.Join(d, "cgroup.procs")
+		trace.Step(fmt.Sprintf("move pid %d into %s", pid, d), fmt.Sprintf("echo %d > %s", pid, p))
+		if err := os.WriteFile(p, []byte(strconv.Itoa(pid)), 0); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return cli.Errorf("run: cgset create "+id, "cgroup %s vanished", d)
+			}
+			return fmt.Errorf("add pid %d to %s: %w", pid, p, err)
+		}
+	}
+	return nil
+}
