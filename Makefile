@@ -10,7 +10,7 @@ TOOLBIN  := $(CURDIR)/.tools/bin
 CRANE_VERSION := v0.22.1
 export PATH := $(CURDIR)/$(BIN):$(TOOLBIN):$(PATH)
 
-.PHONY: all build tools test unit e2e demo bench clean vet fmt
+.PHONY: all build tools test demo clean vet
 
 all: build
 
@@ -38,9 +38,6 @@ test: build tools vet
 
 demo: build tools
 	scripts/demo
-
-bench: build tools
-	scripts/bench
 
 clean:
 	rm -rf $(BIN) .tools
