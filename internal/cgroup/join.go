@@ -23,8 +23,12 @@ type Hierarchy struct {
 	Controllers []string // v1: the controllers bound to it (memory, cpu, name=systemd, …)
 }
 
-// Hierarchies reads /proc/self/mountinfo for the cgroup mounts.
+// Hierarchies reads /proc/self/mountinfo for the cgroup mounts; with $HARDWAY_CGROUP_ROOT
+// on a cgroup2 mount, that mount is the only one.
 func Hierarchies() ([]Hierarchy, error) {
+	if r := v2Root(); r != "" {
+		return []Hierarchy{{Mount: r, V2: true}}, nil
+	}
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err

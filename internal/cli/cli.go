@@ -141,4 +141,3 @@ func readLine(r io.Reader) (string, error) {
 
 // IsTerminal reports whether f is a terminal (progress bars and colour only then).
 func IsTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
-

@@ -84,8 +84,12 @@ func (r *root) mkdirAll(dir string) (int, error) {
 		if err != unix.EEXIST {
 			return -1, &os.PathError{Op: "mkdir", Path: dir, Err: err}
 		}
-		// Something that is not a directory (or a symlink that leads nowhere useful) is in
-		// the way: a later entry replaces an earlier one.
+		// Something that is not a directory is in the way. A file is replaced (a later entry
+		// wins), but a symlink that leads nowhere in the layer is kept and refused, as
+		// Docker's extraction refuses it: silently swapping it for a dir would change the image.
+		if st, ok, _ := lstatAt(pfd, base); ok && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			return -1, fmt.Errorf("/%s is a symlink that leads to no directory inside the layer", dir)
+		}
 		if err := removeAllAt(pfd, base); err != nil {
 			return -1, err
 		}

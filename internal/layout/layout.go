@@ -4,6 +4,8 @@
 package layout
 
 import (
+	// go-digest hashes through crypto's registry: link sha256 in wherever digests are used.
+	_ "crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"

@@ -13,8 +13,8 @@ import (
 
 var (
 	mu      sync.Mutex
-	enabled = envOn()
-	tool    = "hardway"
+	enabled           = envOn()
+	tool              = "hardway"
 	out     io.Writer = os.Stderr
 )
 
@@ -33,6 +33,13 @@ func Setup(name string, on bool) {
 		// Children (nsrun under shim, the init stage of nsrun) inherit the wish to narrate.
 		os.Setenv("HARDWAY_TRACE", "1")
 	}
+}
+
+// SetEnabled turns narration on or off (tests use it).
+func SetEnabled(on bool) {
+	mu.Lock()
+	defer mu.Unlock()
+	enabled = on
 }
 
 // Enabled reports whether steps are narrated.

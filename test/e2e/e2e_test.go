@@ -116,9 +116,7 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	testutil.RequireRoot(t)
 	testutil.TempState(t)
-	parent := testutil.ID("hardway-e2e-")
-	t.Setenv("HARDWAY_CGROUP_PARENT", parent)
-	t.Cleanup(func() { removeCgroupParent(t, parent) })
+	testutil.CgroupParent(t)
 	top := testutil.RepoRoot(t)
 	for _, tool := range []string{"pull", "unpack", "overlay", "nsrun", "cgset", "netsetup", "shim", "inspect"} {
 		testutil.Bin(t, tool)
@@ -474,20 +472,4 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
-}
-
-// removeCgroupParent removes the test's own cgroup parent from every hierarchy.
-func removeCgroupParent(t *testing.T, parent string) {
-	hs, err := cgroup.Hierarchies()
-	if err != nil {
-		return
-	}
-	for _, h := range hs {
-		d := filepath.Join(h.Mount, parent)
-		if fileExists(d) {
-			if err := os.Remove(d); err != nil {
-				t.Errorf("cgroup parent %s left: %v", d, err)
-			}
-		}
-	}
 }

@@ -1,0 +1,81 @@
+// Command overlay mounts a container's root filesystem and writes its OCI bundle.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/hardway/hardway/internal/cli"
+	"github.com/hardway/hardway/internal/layout"
+	"github.com/hardway/hardway/internal/overlay"
+	"github.com/hardway/hardway/internal/state"
+)
+
+const description = `Make a container's root filesystem and OCI bundle from an unpacked image.
+
+overlay --id ID IMAGE [-- CMD…] reads IMAGE (NAME@sha256:…) from the argument or one line of
+stdin, mounts the image's layers (top first) under a fresh upper dir on
+$HARDWAY_ROOT/containers/ID/rootfs with overlayfs, writes hostname, hosts and resolv.conf, and
+config.json: the OCI runtime spec built from the image config (CMD after -- replaces the
+image's Cmd, as docker run does). Prints the bundle dir on stdout. Running it again for the
+same ID and IMAGE changes nothing and prints the same dir.
+
+overlay rm ID unmounts the rootfs and removes the container's dir.
+
+Example:
+  pull 127.0.0.1:5000/library/busybox:latest | unpack | overlay --id box -- sh -c 'echo hi'
+  overlay rm box`
+
+type createCmd struct {
+	ID       string   `name:"id" required:"" help:"Container id (letters, digits, '_', '.', '-')."`
+	Hostname string   `help:"Hostname inside the container (default: the id)."`
+	Tty      bool     `short:"t" help:"The process will get a terminal (sets terminal: true and TERM)."`
+	Image    string   `arg:"" optional:"" help:"Image handle NAME@sha256:… (default: one line of stdin)."`
+	Cmd      []string `kong:"-"`
+}
+
+func (c *createCmd) Run(g *cli.Globals) error {
+	h, err := cli.Input(c.Image, "IMAGE")
+	if err != nil {
+		return err
+	}
+	if err := state.ValidID(c.ID); err != nil {
+		return err
+	}
+	im, err := layout.Resolve(h)
+	if err != nil {
+		return err
+	}
+	dir, err := overlay.Create(im, overlay.Options{ID: c.ID, Hostname: c.Hostname, Cmd: c.Cmd, Tty: c.Tty})
+	if err != nil {
+		return err
+	}
+	fmt.Println(dir)
+	return nil
+}
+
+type rmCmd struct {
+	ID string `arg:"" help:"Container id."`
+}
+
+func (c *rmCmd) Run(g *cli.Globals) error { return overlay.Remove(c.ID) }
+
+type overlayCmd struct {
+	cli.Globals
+	Create createCmd `cmd:"" default:"withargs" help:"Mount the rootfs and write the bundle (the default): overlay --id ID IMAGE [-- CMD…]."`
+	Rm     rmCmd     `cmd:"" help:"Unmount the rootfs and remove the container's dir."`
+}
+
+func main() {
+	var c overlayCmd
+	// Everything after the first -- is the container's command, kept away from kong so that
+	// an IMAGE read from stdin is not confused with the command's first word.
+	for i, a := range os.Args {
+		if a == "--" {
+			c.Create.Cmd = append([]string{}, os.Args[i+1:]...)
+			os.Args = os.Args[:i]
+			break
+		}
+	}
+	cli.Main("overlay", description, &c, &c.Globals)
+}

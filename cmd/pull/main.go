@@ -1,0 +1,77 @@
+// Command pull is the first stage of `docker run`: it fetches an image from a registry into
+// the local OCI image layout and prints the image's pinned handle.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hardway/hardway/internal/cli"
+	"github.com/hardway/hardway/internal/reference"
+	"github.com/hardway/hardway/internal/registry"
+)
+
+const description = `Pull an image: the first stage of 'docker run'.
+
+Reads an image reference as Docker writes it (busybox, library/busybox:1.36,
+127.0.0.1:5000/library/busybox:latest, NAME@sha256:…) from the argument or one line of stdin,
+normalises it (docker.io, library/, :latest), asks the registry for the manifest (picking
+this host's platform out of an index), downloads the config and every layer into
+$HARDWAY_ROOT/oci/blobs (each verified by size and sha256 before it is renamed into place),
+and records the image in $HARDWAY_ROOT/oci/index.json under its full reference.
+
+Prints the image's pinned handle on stdout, NAME@sha256:<manifest digest>, for the next stage:
+
+  pull 127.0.0.1:5000/library/busybox | unpack | overlay --id demo | nsrun --tty
+
+Registries on the loopback (localhost, 127.0.0.1, ::1) are spoken to over plain HTTP, others
+over TLS unless --insecure. Start a local registry with scripts/registry start and fill it
+with scripts/seed-images. Pulling again is a no-op that prints the same handle.`
+
+type pullCmd struct {
+	cli.Globals
+	Platform string `help:"Platform to pick when the reference names an index: os/arch[/variant] (default: this host's)." placeholder:"OS/ARCH"`
+	Insecure bool   `help:"Speak plain HTTP to the registry even when it is not on the loopback."`
+	JSON     bool   `name:"json" help:"Print a JSON record of the pull (handle, manifest, blobs) instead of the handle."`
+	Ref      string `arg:"" optional:"" name:"REF" help:"Image reference (default: one line of stdin)."`
+}
+
+func (c *pullCmd) Run(g *cli.Globals) error {
+	in, err := cli.Input(c.Ref, "image reference")
+	if err != nil {
+		return err
+	}
+	ref, err := reference.Parse(in)
+	if err != nil {
+		return cli.Hint(err, "write it as Docker does, e.g. 127.0.0.1:5000/library/busybox:latest")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	opts := registry.Options{Platform: c.Platform, Insecure: c.Insecure}
+	if cli.IsTerminal(os.Stderr) && !g.Trace {
+		opts.Progress = os.Stderr
+	}
+	res, err := registry.Pull(ctx, ref, opts)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		b, err := json.MarshalIndent(res, "", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Println(string(b))
+		return nil
+	}
+	fmt.Println(res.Handle)
+	return nil
+}
+
+func main() {
+	var cmd pullCmd
+	cli.Main("pull", description, &cmd, &cmd.Globals)
+}

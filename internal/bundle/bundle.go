@@ -1,0 +1,217 @@
+// Package bundle writes what turns a mounted rootfs into an OCI bundle: config.json (the
+// OCI runtime spec, built from the image config the way Docker builds it) and the
+// container's own hostname, hosts and resolv.conf, which are bind-mounted over /etc.
+package bundle
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/hardway/hardway/internal/cli"
+	"github.com/hardway/hardway/internal/fsutil"
+	"github.com/hardway/hardway/internal/state"
+	"github.com/hardway/hardway/internal/trace"
+)
+
+// Annotations overlay writes into config.json, so later stages (and a re-run) know what the
+// bundle was made from.
+const (
+	AnnotationImage = "hardway.image"
+	AnnotationID    = "hardway.id"
+)
+
+// DefaultPath is the PATH a container gets when its image sets none (Docker's).
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Options are the container-specific inputs of the spec.
+type Options struct {
+	ID       string
+	Hostname string   // default: ID
+	Image    string   // the image handle, recorded as an annotation
+	Cmd      []string // replaces the image's Cmd when given (docker run IMAGE CMD…)
+	Tty      bool
+}
+
+// Docker's default capability set (moby oci/caps/defaults.go).
+var defaultCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+var maskedPaths = []string{
+	"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+	"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+	"/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+}
+
+var readonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+
+// Spec builds the runtime spec of a container whose bundle is dir.
+func Spec(dir string, img ocispec.ImageConfig, o Options) (*specs.Spec, error) {
+	host := o.Hostname
+	if host == "" {
+		host = o.ID
+	}
+	args := append([]string{}, img.Entrypoint...)
+	if len(o.Cmd) > 0 {
+		args = append(args, o.Cmd...)
+	} else {
+		args = append(args, img.Cmd...)
+	}
+	if len(args) == 0 {
+		return nil, cli.Errorf("give one after --: overlay --id "+o.ID+" IMAGE -- CMD…", "the image has no Entrypoint or Cmd and no command was given")
+	}
+	user, err := parseUser(img.User)
+	if err != nil {
+		return nil, err
+	}
+	cwd := img.WorkingDir
+	if cwd == "" {
+		cwd = "/"
+	}
+	caps := append([]string{}, defaultCaps...)
+	s := &specs.Spec{
+		Version:  specs.Version,
+		Hostname: host,
+		Root:     &specs.Root{Path: "rootfs"},
+		Process: &specs.Process{
+			Terminal: o.Tty,
+			User:     user,
+			Args:     args,
+			Env:      env(img.Env, host, o.Tty),
+			Cwd:      cwd,
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding: caps, Effective: caps, Permitted: caps,
+			},
+			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}},
+			NoNewPrivileges: false,
+		},
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+			{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"ro", "nosuid", "noexec", "nodev"}},
+			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+			{Destination: "/etc/resolv.conf", Type: "bind", Source: filepath.Join(dir, "resolv.conf"), Options: []string{"rbind", "rprivate"}},
+			{Destination: "/etc/hostname", Type: "bind", Source: filepath.Join(dir, "hostname"), Options: []string{"rbind", "rprivate"}},
+			{Destination: "/etc/hosts", Type: "bind", Source: filepath.Join(dir, "hosts"), Options: []string{"rbind", "rprivate"}},
+		},
+		Annotations: map[string]string{AnnotationImage: o.Image, AnnotationID: o.ID},
+		Linux: &specs.Linux{
+			CgroupsPath: state.CgroupPath(o.ID),
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace},
+				{Type: specs.MountNamespace}, {Type: specs.NetworkNamespace},
+			},
+			Resources: &specs.LinuxResources{
+				// Docker denies every device, then the runtime allows its defaults.
+				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
+			},
+			MaskedPaths:   maskedPaths,
+			ReadonlyPaths: readonlyPaths,
+		},
+	}
+	return s, nil
+}
+
+// env is the image's environment with PATH guaranteed, HOSTNAME set and TERM for a tty.
+func env(img []string, host string, tty bool) []string {
+	out := []string{"HOSTNAME=" + host}
+	hasPath := false
+	for _, e := range img {
+		k, _, _ := strings.Cut(e, "=")
+		switch k {
+		case "PATH":
+			hasPath = true
+		case "HOSTNAME":
+			continue
+		}
+		out = append(out, e)
+	}
+	if !hasPath {
+		out = append(out, "PATH="+DefaultPath)
+	}
+	if tty {
+		out = append(out, "TERM=xterm")
+	}
+	return out
+}
+
+// parseUser reads the image's User. Only numeric uid[:gid] for now: names need the
+// container's /etc/passwd.
+func parseUser(u string) (specs.User, error) {
+	if u == "" {
+		return specs.User{}, nil
+	}
+	us, gs, hasGid := strings.Cut(u, ":")
+	uid, err := strconv.ParseUint(us, 10, 32)
+	if err != nil {
+		return specs.User{}, fmt.Errorf("image user %q: only numeric uid[:gid] is supported yet", u)
+	}
+	gid := uint64(0)
+	if hasGid {
+		if gid, err = strconv.ParseUint(gs, 10, 32); err != nil {
+			return specs.User{}, fmt.Errorf("image user %q: only numeric uid[:gid] is supported yet", u)
+		}
+	}
+	return specs.User{UID: uint32(uid), GID: uint32(gid)}, nil
+}
+
+// HostResolvConf is the host file resolv.conf is made from (a variable so tests can point
+// it elsewhere).
+var HostResolvConf = "/etc/resolv.conf"
+
+// WriteEtc writes the container's hostname, hosts and resolv.conf into dir.
+func WriteEtc(dir, hostname string) error {
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" +
+		"127.0.1.1\t" + hostname + "\n"
+	host, _ := os.ReadFile(HostResolvConf)
+	files := []struct{ name, body string }{
+		{"hostname", hostname + "\n"},
+		{"hosts", hosts},
+		{"resolv.conf", ResolvConf(host)},
+	}
+	for _, f := range files {
+		p := filepath.Join(dir, f.name)
+		trace.Step("write the container's /etc/"+f.name, "cat > "+trace.Quote(p)+" <<EOF …")
+		if err := fsutil.WriteFileAtomic(p, []byte(f.body), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ResolvConf derives the container's resolv.conf from the host's: nameservers on
+// 127.0.0.0/8 (a local stub resolver) mean nothing inside the container's own network
+// namespace, so they are dropped, as Docker does.
+func ResolvConf(host []byte) string {
+	var b bytes.Buffer
+	ns := 0
+	sc := bufio.NewScanner(bytes.NewReader(host))
+	for sc.Scan() {
+		line := sc.Text()
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			if strings.HasPrefix(f[1], "127.") || f[1] == "::1" {
+				continue
+			}
+			ns++
+		}
+		b.WriteString(line + "\n")
+	}
+	if ns == 0 {
+		b.WriteString("# no usable nameserver on the host (only local ones, which the container cannot reach)\n")
+	}
+	return b.String()
+}

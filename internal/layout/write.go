@@ -1,0 +1,215 @@
+package layout
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/hardway/hardway/internal/fsutil"
+	"github.com/hardway/hardway/internal/state"
+)
+
+// lockPath is the flock that serialises writers of index.json.
+func lockPath() string { return filepath.Join(state.LockDir(), "oci.lock") }
+
+// Init creates the layout (oci-layout, an empty index.json, blobs/sha256) if it is not
+// there yet, and leaves an existing one alone.
+func Init() error {
+	dir := state.OCIDir()
+	if err := os.MkdirAll(filepath.Join(dir, "blobs", "sha256"), 0o755); err != nil {
+		return err
+	}
+	removeStaleTemps(filepath.Join(dir, "blobs", "sha256"))
+	lk, err := fsutil.LockFile(lockPath())
+	if err != nil {
+		return err
+	}
+	defer lk.Unlock()
+	if _, err := os.Stat(filepath.Join(dir, ocispec.ImageLayoutFile)); errors.Is(err, fs.ErrNotExist) {
+		b, _ := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
+		if err := fsutil.WriteFileAtomic(filepath.Join(dir, ocispec.ImageLayoutFile), b, 0o644); err != nil {
+			return err
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "index.json")); errors.Is(err, fs.ErrNotExist) {
+		idx, _ := ReadIndex()
+		return writeIndex(idx)
+	}
+	return nil
+}
+
+// staleAfter is how long a temporary blob file may go unwritten before it is taken for the
+// leftover of a killed pull (a live download touches its file with every write).
+const staleAfter = time.Hour
+
+func removeStaleTemps(dir string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), ".tmp-") {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleAfter {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+// HasBlob reports whether the store holds blob d of the given size (size < 0: any) with
+// content that hashes to d. A blob that does not verify is reported absent, so it is
+// fetched again and replaced.
+func HasBlob(d digest.Digest, size int64) bool {
+	f, err := os.Open(BlobPath(d))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() || (size >= 0 && st.Size() != size) {
+		return false
+	}
+	v := d.Verifier()
+	if _, err := io.Copy(v, f); err != nil {
+		return false
+	}
+	return v.Verified()
+}
+
+// VerifyError says that content did not match its descriptor.
+type VerifyError struct {
+	Digest digest.Digest
+	Msg    string
+}
+
+func (e *VerifyError) Error() string { return fmt.Sprintf("blob %s: %s", e.Digest, e.Msg) }
+
+// WriteBlob streams r into the store as blob d, checking that it is exactly size bytes
+// (size < 0: any) and hashes to d. The content goes to a temporary file in the blob dir and
+// is renamed under its digest only once verified, so a failed or interrupted write never
+// leaves a file under blobs/<alg>/<hex>. It returns the number of bytes written.
+func WriteBlob(d digest.Digest, size int64, r io.Reader) (int64, error) {
+	if err := d.Validate(); err != nil {
+		return 0, err
+	}
+	final := BlobPath(d)
+	dir := filepath.Dir(final)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, err
+	}
+	f, err := os.CreateTemp(dir, ".tmp-"+d.Encoded()[:12]+"-*")
+	if err != nil {
+		return 0, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	h := d.Algorithm().Hash()
+	src := r
+	if size >= 0 {
+		// One byte more than promised shows a body that is too long.
+		src = io.LimitReader(r, size+1)
+	}
+	n, err := io.Copy(io.MultiWriter(f, h), src)
+	if err != nil {
+		return n, err
+	}
+	if size >= 0 && n != size {
+		return n, &VerifyError{d, fmt.Sprintf("got %d bytes, the descriptor says %d", n, size)}
+	}
+	if got := digest.NewDigest(d.Algorithm(), h); got != d {
+		return n, &VerifyError{d, fmt.Sprintf("content hashes to %s", got)}
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return n, err
+	}
+	if err := f.Sync(); err != nil {
+		return n, err
+	}
+	if err := f.Close(); err != nil {
+		return n, err
+	}
+	if err := os.Rename(f.Name(), final); err != nil {
+		return n, err
+	}
+	ok = true
+	return n, nil
+}
+
+// PutBlob stores b (a manifest, an index, a config) byte for byte and returns its digest.
+func PutBlob(b []byte) (digest.Digest, error) {
+	d := digest.FromBytes(b)
+	if HasBlob(d, int64(len(b))) {
+		return d, nil
+	}
+	_, err := WriteBlob(d, int64(len(b)), bytes.NewReader(b))
+	return d, err
+}
+
+// Tag records desc in index.json under refName (org.opencontainers.image.ref.name),
+// replacing any older entry of the same name. It is a no-op when the entry is already
+// there as asked.
+func Tag(desc ocispec.Descriptor, refName string) error {
+	if err := Init(); err != nil {
+		return err
+	}
+	lk, err := fsutil.LockFile(lockPath())
+	if err != nil {
+		return err
+	}
+	defer lk.Unlock()
+	idx, err := ReadIndex()
+	if err != nil {
+		return err
+	}
+	desc.Annotations = copyAnnotations(desc.Annotations)
+	desc.Annotations[ocispec.AnnotationRefName] = refName
+	kept := idx.Manifests[:0:0]
+	for _, m := range idx.Manifests {
+		if m.Annotations[ocispec.AnnotationRefName] == refName {
+			if sameDescriptor(m, desc) {
+				return nil
+			}
+			continue
+		}
+		kept = append(kept, m)
+	}
+	idx.Manifests = append(kept, desc)
+	return writeIndex(idx)
+}
+
+func writeIndex(idx *ocispec.Index) error {
+	if idx.Manifests == nil {
+		idx.Manifests = []ocispec.Descriptor{}
+	}
+	b, err := json.MarshalIndent(idx, "", "  ")
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(filepath.Join(state.OCIDir(), "index.json"), append(b, '\n'), 0o644)
+}
+
+func copyAnnotations(a map[string]string) map[string]string {
+	out := make(map[string]string, len(a)+1)
+	for k, v := range a {
+		out[k] = v
+	}
+	return out
+}
+
+func sameDescriptor(a, b ocispec.Descriptor) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}

@@ -1,0 +1,244 @@
+package network
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hardway/hardway/internal/state"
+	"github.com/hardway/hardway/internal/testutil"
+)
+
+// netsetupBin is the tool built once for the tests: network tests run it inside a
+// namespace that plays the host, which a goroutine of the test binary cannot do safely.
+var netsetupBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "netsetup-test-")
+	if err != nil {
+		panic(err)
+	}
+	netsetupBin = filepath.Join(dir, "netsetup")
+	out, err := exec.Command("go", "build", "-o", netsetupBin, "github.com/hardway/hardway/cmd/netsetup").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build netsetup: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// run runs a command in the host-playing netns and returns its stdout; it fails the test on error.
+func run(t *testing.T, host string, name string, args ...string) string {
+	t.Helper()
+	cmd := testutil.InNetns(host, name, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %v: %v: %s", name, args, err, stderr.String())
+	}
+	return string(out)
+}
+
+func netsetup(t *testing.T, host string, args ...string) string {
+	t.Helper()
+	return strings.TrimSpace(run(t, host, netsetupBin, args...))
+}
+
+// iptablesState is the rules and user chains of iptables-save (an empty table and one
+// never touched dump differently under nf_tables, so table headers are left out).
+func iptablesState(t *testing.T, host string) string {
+	t.Helper()
+	builtin := regexp.MustCompile(`^:(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) `)
+	var keep []string
+	for _, l := range strings.Split(run(t, host, "iptables-save"), "\n") {
+		if strings.HasPrefix(l, "-") || strings.HasPrefix(l, ":") && !builtin.MatchString(l) {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+// dial connects to addr:port from the host-playing netns and returns what the server said,
+// retrying while the listener starts.
+func dial(t *testing.T, host, addr, port string) string {
+	t.Helper()
+	var out []byte
+	for i := 0; i < 50; i++ {
+		out, _ = testutil.InNetns(host, "busybox", "nc", "-w", "2", addr, port).Output()
+		if len(out) > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// serve starts a persistent TCP server on port inside the container's netns that greets
+// each connection with msg.
+func serve(t *testing.T, id, port, msg string) {
+	t.Helper()
+	cmd := exec.Command("nsenter", "--net="+state.NetnsPath(id), "--", "busybox", "nc", "-ll", "-p", port, "-e", "echo", msg)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+}
+
+func setup(t *testing.T) string {
+	t.Helper()
+	testutil.RequireRoot(t)
+	testutil.TempState(t)
+	host := testutil.HostNetns(t)
+	// Something of the host's own, which del must leave alone.
+	run(t, host, "iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "192.0.2.0/24", "-j", "MASQUERADE")
+	return host
+}
+
+func TestAddPublishDel(t *testing.T) {
+	host := setup(t)
+	before := iptablesState(t, host)
+	id := testutil.ID("net")
+	t.Cleanup(func() { testutil.InNetns(host, netsetupBin, "del", id).Run() })
+
+	if got := netsetup(t, host, "add", id, "-p", "8080:80"); got != state.NetnsPath(id) {
+		t.Fatalf("add printed %q, want %q", got, state.NetnsPath(id))
+	}
+	if !strings.Contains(run(t, host, "ip", "netns", "list"), id) {
+		t.Errorf("ip netns list does not show %s", id)
+	}
+	addr := run(t, host, "ip", "-n", id, "-4", "addr", "show", "eth0")
+	m := regexp.MustCompile(`inet (10\.29\.\d+\.\d+)/16`).FindStringSubmatch(addr)
+	if m == nil {
+		t.Fatalf("eth0 in %s has no 10.29.x.y/16 address:\n%s", id, addr)
+	}
+	ip := m[1]
+	if got, err := ContainerIP(id); err != nil || got.String() != ip {
+		t.Errorf("ContainerIP = %v, %v; want %s", got, err, ip)
+	}
+	if r := run(t, host, "ip", "-n", id, "route"); !strings.Contains(r, "default via 10.29.0.1 dev eth0") {
+		t.Errorf("no default route in %s:\n%s", id, r)
+	}
+
+	serve(t, id, "80", "hello")
+	if got := dial(t, host, ip, "80"); got != "hello" {
+		t.Errorf("direct to %s:80: got %q", ip, got)
+	}
+	if got := dial(t, host, "10.29.0.1", "8080"); got != "hello" {
+		t.Errorf("published port via the bridge address 10.29.0.1:8080: got %q", got)
+	}
+	if got := dial(t, host, "127.0.0.1", "8080"); got != "hello" {
+		t.Errorf("published port via 127.0.0.1:8080: got %q", got)
+	}
+
+	// Adding again is a no-op: same handle, same address, no duplicate rule.
+	netsetup(t, host, "add", id, "-p", "8080:80")
+	if got, _ := ContainerIP(id); got.String() != ip {
+		t.Errorf("second add changed the address to %v", got)
+	}
+	if n := strings.Count(run(t, host, "iptables", "-t", "nat", "-S"), "hardway:"+id); n != 1 {
+		t.Errorf("%d rules tagged hardway:%s after two adds, want 1", n, id)
+	}
+	show := netsetup(t, host, "show", id)
+	for _, want := range []string{ip, HostVeth(id), "default via 10.29.0.1", "--dport 8080"} {
+		if !strings.Contains(show, want) {
+			t.Errorf("show lacks %q:\n%s", want, show)
+		}
+	}
+
+	netsetup(t, host, "del", id)
+	netsetup(t, host, "del", id)
+	if _, err := os.Stat(state.NetnsPath(id)); !os.IsNotExist(err) {
+		t.Errorf("%s still there after del", state.NetnsPath(id))
+	}
+	if links := run(t, host, "ip", "-o", "link"); strings.Contains(links, HostVeth(id)) || strings.Contains(links, "hardway0") {
+		t.Errorf("links left after del:\n%s", links)
+	}
+	if _, err := ContainerIP(id); err == nil {
+		t.Error("address still allocated after del")
+	}
+	if after := iptablesState(t, host); after != before {
+		t.Errorf("iptables differ after del:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+func TestParallelAddsGetDistinctAddresses(t *testing.T) {
+	host := setup(t)
+	before := iptablesState(t, host)
+	const n = 20
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = testutil.ID(fmt.Sprintf("par%d-", i))
+		id := ids[i]
+		t.Cleanup(func() { testutil.InNetns(host, netsetupBin, "del", id).Run() })
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range ids {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			out, err := testutil.InNetns(host, netsetupBin, "add", ids[i]).CombinedOutput()
+			if err != nil {
+				errs[i] = fmt.Errorf("%v: %s", err, out)
+			}
+		}(i)
+	}
+	wg.Wait()
+	seen := map[string]string{}
+	for i, id := range ids {
+		if errs[i] != nil {
+			t.Fatalf("add %s: %v", id, errs[i])
+		}
+		ip, err := ContainerIP(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if other, dup := seen[ip.String()]; dup {
+			t.Errorf("%s and %s both got %s", other, id, ip)
+		}
+		seen[ip.String()] = id
+	}
+	if len(seen) != n {
+		t.Errorf("%d distinct addresses for %d containers", len(seen), n)
+	}
+	for _, id := range ids {
+		wg.Add(1)
+		go func(id string) {
+			defer wg.Done()
+			if out, err := testutil.InNetns(host, netsetupBin, "del", id).CombinedOutput(); err != nil {
+				t.Errorf("del %s: %v: %s", id, err, out)
+			}
+		}(id)
+	}
+	wg.Wait()
+	if after := iptablesState(t, host); after != before {
+		t.Errorf("iptables differ after deleting all:\n%s", after)
+	}
+}
+
+func TestParsePort(t *testing.T) {
+	for in, want := range map[string]Port{
+		"8080:80":           {Host: 8080, Container: 80, Proto: "tcp"},
+		"53:53/udp":         {Host: 53, Container: 53, Proto: "udp"},
+		"127.0.0.1:8080:80": {HostIP: "127.0.0.1", Host: 8080, Container: 80, Proto: "tcp"},
+	} {
+		got, err := ParsePort(in)
+		if err != nil || got != want {
+			t.Errorf("ParsePort(%q) = %+v, %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"80", "x:80", "8080:80/sctp", "0:80", "8080:70000"} {
+		if _, err := ParsePort(in); err == nil {
+			t.Errorf("ParsePort(%q) accepted", in)
+		}
+	}
+}

@@ -1,0 +1,145 @@
+package runtime
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/hardway/hardway/internal/trace"
+)
+
+var capNames = map[string]uintptr{
+	"CAP_CHOWN": unix.CAP_CHOWN, "CAP_DAC_OVERRIDE": unix.CAP_DAC_OVERRIDE,
+	"CAP_DAC_READ_SEARCH": unix.CAP_DAC_READ_SEARCH, "CAP_FOWNER": unix.CAP_FOWNER,
+	"CAP_FSETID": unix.CAP_FSETID, "CAP_KILL": unix.CAP_KILL, "CAP_SETGID": unix.CAP_SETGID,
+	"CAP_SETUID": unix.CAP_SETUID, "CAP_SETPCAP": unix.CAP_SETPCAP,
+	"CAP_LINUX_IMMUTABLE": unix.CAP_LINUX_IMMUTABLE, "CAP_NET_BIND_SERVICE": unix.CAP_NET_BIND_SERVICE,
+	"CAP_NET_BROADCAST": unix.CAP_NET_BROADCAST, "CAP_NET_ADMIN": unix.CAP_NET_ADMIN,
+	"CAP_NET_RAW": unix.CAP_NET_RAW, "CAP_IPC_LOCK": unix.CAP_IPC_LOCK, "CAP_IPC_OWNER": unix.CAP_IPC_OWNER,
+	"CAP_SYS_MODULE": unix.CAP_SYS_MODULE, "CAP_SYS_RAWIO": unix.CAP_SYS_RAWIO,
+	"CAP_SYS_CHROOT": unix.CAP_SYS_CHROOT, "CAP_SYS_PTRACE": unix.CAP_SYS_PTRACE,
+	"CAP_SYS_PACCT": unix.CAP_SYS_PACCT, "CAP_SYS_ADMIN": unix.CAP_SYS_ADMIN,
+	"CAP_SYS_BOOT": unix.CAP_SYS_BOOT, "CAP_SYS_NICE": unix.CAP_SYS_NICE,
+	"CAP_SYS_RESOURCE": unix.CAP_SYS_RESOURCE, "CAP_SYS_TIME": unix.CAP_SYS_TIME,
+	"CAP_SYS_TTY_CONFIG": unix.CAP_SYS_TTY_CONFIG, "CAP_MKNOD": unix.CAP_MKNOD,
+	"CAP_LEASE": unix.CAP_LEASE, "CAP_AUDIT_WRITE": unix.CAP_AUDIT_WRITE,
+	"CAP_AUDIT_CONTROL": unix.CAP_AUDIT_CONTROL, "CAP_SETFCAP": unix.CAP_SETFCAP,
+	"CAP_MAC_OVERRIDE": unix.CAP_MAC_OVERRIDE, "CAP_MAC_ADMIN": unix.CAP_MAC_ADMIN,
+	"CAP_SYSLOG": unix.CAP_SYSLOG, "CAP_WAKE_ALARM": unix.CAP_WAKE_ALARM,
+	"CAP_BLOCK_SUSPEND": unix.CAP_BLOCK_SUSPEND, "CAP_AUDIT_READ": unix.CAP_AUDIT_READ,
+	"CAP_PERFMON": unix.CAP_PERFMON, "CAP_BPF": unix.CAP_BPF,
+	"CAP_CHECKPOINT_RESTORE": unix.CAP_CHECKPOINT_RESTORE,
+}
+
+// capSet is a capability set as the kernel takes it: 64 bits in two 32-bit words.
+type capSet uint64
+
+func parseCaps(names []string) (capSet, error) {
+	var s capSet
+	for _, n := range names {
+		c, ok := capNames[strings.ToUpper(n)]
+		if !ok {
+			return 0, fmt.Errorf("unknown capability %q in config.json", n)
+		}
+		s |= 1 << c
+	}
+	return s, nil
+}
+
+func lastCap() uintptr {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			return uintptr(n)
+		}
+	}
+	return unix.CAP_LAST_CAP
+}
+
+// setCredentials applies process.user, process.capabilities and noNewPrivileges, in the
+// order runc uses: drop the bounding set while we still may, switch user keeping the
+// permitted set, then set the sets the process execs with.
+func setCredentials(p *specs.Process) error {
+	var caps *specs.LinuxCapabilities = p.Capabilities
+	var bounding, effective, permitted, inheritable, ambient capSet
+	if caps != nil {
+		var err error
+		for _, x := range []struct {
+			dst   *capSet
+			names []string
+		}{{&bounding, caps.Bounding}, {&effective, caps.Effective}, {&permitted, caps.Permitted},
+			{&inheritable, caps.Inheritable}, {&ambient, caps.Ambient}} {
+			if *x.dst, err = parseCaps(x.names); err != nil {
+				return err
+			}
+		}
+		trace.Step(fmt.Sprintf("keep %d capabilities in the bounding set, drop the rest", len(caps.Bounding)),
+			"capsh --drop=… (prctl PR_CAPBSET_DROP for each capability not listed)")
+		for c := uintptr(0); c <= lastCap(); c++ {
+			if bounding&(1<<c) == 0 {
+				if err := unix.Prctl(unix.PR_CAPBSET_DROP, c, 0, 0, 0); err != nil {
+					return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
+				}
+			}
+		}
+	}
+
+	u := p.User
+	if caps != nil && u.UID != 0 {
+		// Keep the permitted set across setuid; capset below re-raises the effective set.
+		if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
+			return err
+		}
+	}
+	if u.UID != 0 || u.GID != 0 || len(u.AdditionalGids) > 0 {
+		trace.Step(fmt.Sprintf("become uid %d gid %d", u.UID, u.GID), fmt.Sprintf("setpriv --reuid=%d --regid=%d --init-groups", u.UID, u.GID))
+	}
+	gids := make([]int, len(u.AdditionalGids))
+	for i, g := range u.AdditionalGids {
+		gids[i] = int(g)
+	}
+	if err := unix.Setgroups(gids); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := unix.Setresgid(int(u.GID), int(u.GID), int(u.GID)); err != nil {
+		return fmt.Errorf("setgid %d: %w", u.GID, err)
+	}
+	if err := unix.Setresuid(int(u.UID), int(u.UID), int(u.UID)); err != nil {
+		return fmt.Errorf("setuid %d: %w", u.UID, err)
+	}
+
+	if caps != nil {
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		data := [2]unix.CapUserData{
+			{Effective: uint32(effective), Permitted: uint32(permitted), Inheritable: uint32(inheritable)},
+			{Effective: uint32(effective >> 32), Permitted: uint32(permitted >> 32), Inheritable: uint32(inheritable >> 32)},
+		}
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			return fmt.Errorf("capset: %w", err)
+		}
+		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
+			return fmt.Errorf("clear ambient capabilities: %w", err)
+		}
+		// The kernel raises an ambient capability only if it is permitted and inheritable;
+		// like runc, skip the others rather than fail.
+		ambient &= permitted & inheritable
+		for c := uintptr(0); c <= lastCap(); c++ {
+			if ambient&(1<<c) != 0 {
+				if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, c, 0, 0); err != nil {
+					return fmt.Errorf("raise ambient capability %d: %w", c, err)
+				}
+			}
+		}
+	}
+	if p.NoNewPrivileges {
+		trace.Step("forbid gaining privileges through setuid binaries", "setpriv --no-new-privs")
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("no_new_privs: %w", err)
+		}
+	}
+	return nil
+}

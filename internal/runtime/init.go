@@ -1,0 +1,209 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/hardway/hardway/internal/cli"
+	"github.com/hardway/hardway/internal/trace"
+)
+
+// initArg is the hidden first argument that turns the nsrun binary into the container's
+// init. Go cannot run code between fork and exec, so the in-namespace work happens in a
+// fresh copy of the binary, as runc does with `runc init`.
+const initArg = "__nsrun_init__"
+
+// MaybeInit runs the container's init when this process is one, and never returns then. It
+// must be called first thing in main.
+func MaybeInit() {
+	if len(os.Args) < 3 || os.Args[1] != initArg {
+		return
+	}
+	// Capabilities and credentials are per thread: set them on the thread that execs.
+	goruntime.LockOSThread()
+	trace.Setup("nsrun", false) // HARDWAY_TRACE, inherited from the parent, decides
+	unix.CloseOnExec(initErrFd)
+	errW := os.NewFile(initErrFd, "init-error")
+	err := initContainer(os.Args[2])
+	// initContainer returns only when it failed; the parent prints the text.
+	errW.Write([]byte(errText(err)))
+	os.Exit(1)
+}
+
+func initContainer(bundle string) error {
+	// Wait until the parent has put us in the cgroup, so everything from here on counts.
+	goR := os.NewFile(initGoFd, "init-go")
+	b := make([]byte, 1)
+	if n, _ := goR.Read(b); n != 1 {
+		os.Exit(1) // the parent gave up and said so itself
+	}
+	goR.Close()
+
+	unix.Umask(0o022)
+	spec, bundle, err := LoadBundle(bundle)
+	if err != nil {
+		return err
+	}
+	rootfs := spec.Root.Path
+	if !filepath.IsAbs(rootfs) {
+		rootfs = filepath.Join(bundle, rootfs)
+	}
+	if st, err := os.Stat(rootfs); err != nil || !st.IsDir() {
+		return cli.Errorf("run: overlay --id ID IMAGE", "rootfs %s does not exist", rootfs)
+	}
+	if rootfs, err = filepath.EvalSymlinks(rootfs); err != nil {
+		return err
+	}
+
+	trace.Step("make every mount private: nothing below leaks to the host, and pivot_root refuses shared mounts",
+		"mount --make-rprivate /")
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make / private: %w", err)
+	}
+	trace.Step("bind the rootfs on itself so it is a mount point pivot_root can switch to",
+		trace.Cmd("mount", "--rbind", rootfs, rootfs))
+	if err := unix.Mount(rootfs, rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", rootfs, err)
+	}
+
+	devTmpfs := false
+	for _, m := range spec.Mounts {
+		if err := mountOne(rootfs, bundle, m); err != nil {
+			return err
+		}
+		if filepath.Clean(m.Destination) == "/dev" && m.Type == "tmpfs" {
+			devTmpfs = true
+		}
+	}
+	if devTmpfs {
+		if err := setupDev(rootfs); err != nil {
+			return err
+		}
+	}
+	if spec.Hostname != "" {
+		trace.Step("name the container in its own uts namespace", "hostname "+trace.Quote(spec.Hostname))
+		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
+			return fmt.Errorf("sethostname: %w", err)
+		}
+	}
+	if err := pivotRoot(rootfs); err != nil {
+		return err
+	}
+	if spec.Linux != nil {
+		for _, p := range spec.Linux.ReadonlyPaths {
+			if err := readonlyPath(p); err != nil {
+				return err
+			}
+		}
+		for _, p := range spec.Linux.MaskedPaths {
+			if err := maskPath(p); err != nil {
+				return err
+			}
+		}
+	}
+	if spec.Root.Readonly {
+		trace.Step("make the root read-only", "mount -o remount,bind,ro /")
+		if err := unix.Mount("", "/", "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+			return fmt.Errorf("remount / read-only: %w", err)
+		}
+	}
+	return execProcess(spec.Process)
+}
+
+// pivotRoot makes rootfs the root and detaches the old one, so no host path stays reachable.
+func pivotRoot(rootfs string) error {
+	trace.Step("switch the root to the rootfs; the old root is stacked on top of it",
+		"cd "+trace.Quote(rootfs)+" && pivot_root . .")
+	if err := unix.Chdir(rootfs); err != nil {
+		return err
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root %s: %w", rootfs, err)
+	}
+	trace.Step("detach the old root: the host's mounts are out of the container's reach", "umount -l .")
+	// Unmount events must not travel back to the host's mounts.
+	if err := unix.Mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make the old root a slave: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("unmount the old root: %w", err)
+	}
+	return unix.Chdir("/")
+}
+
+// execProcess becomes the container's process: cwd, environment, credentials, then execve.
+func execProcess(p *specs.Process) error {
+	os.Clearenv()
+	for _, kv := range p.Env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			os.Setenv(k, v)
+		}
+	}
+	cwd := p.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	if err := unix.Chdir(cwd); err != nil {
+		return cli.Errorf("check process.cwd in config.json", "chdir %s: %v", cwd, err)
+	}
+	// A cwd outside the root (CVE-2024-21626) shows as an error or a relative path here.
+	if wd, err := os.Getwd(); err != nil || !filepath.IsAbs(wd) {
+		return fmt.Errorf("cwd %s is outside the container's root", cwd)
+	}
+	path, err := lookPath(p.Args[0])
+	if err != nil {
+		return err
+	}
+	if err := setRlimits(p.Rlimits); err != nil {
+		return err
+	}
+	if err := setCredentials(p); err != nil {
+		return err
+	}
+	// Nothing of nsrun's may reach the container (CVE-2024-21626): every fd past stdio
+	// closes on exec, including the error pipe, whose closing tells the parent we made it.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("close_range: %w", err)
+	}
+	trace.Step("exec the container's command: it replaces the init as PID 1", trace.Cmd(append([]string{"exec"}, p.Args...)...))
+	err = unix.Exec(path, p.Args, os.Environ())
+	return fmt.Errorf("exec %s: %w", path, err)
+}
+
+// lookPath resolves the command on the container's PATH, inside the new root.
+func lookPath(name string) (string, error) {
+	if strings.Contains(name, "/") {
+		if err := executable(name); err != nil {
+			return "", cli.Errorf("check process.args in config.json", "exec %s: %v", name, err)
+		}
+		return name, nil
+	}
+	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		if executable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", cli.Errorf("check process.args in config.json", "exec %s: not found in the container's PATH %s", name, os.Getenv("PATH"))
+}
+
+func executable(p string) error {
+	st, err := os.Stat(p)
+	if err != nil {
+		return errors.Unwrap(err)
+	}
+	if st.IsDir() || st.Mode()&0o111 == 0 {
+		return errors.New("not an executable file")
+	}
+	return nil
+}

@@ -1,0 +1,319 @@
+// Package runtime is nsrun's engine, the hardway counterpart of runc: it starts a bundle's
+// process in new namespaces, in the container's cgroup and network namespace, behind a
+// pivot_root into the bundle's rootfs, and passes its exit status through.
+//
+// It runs in two processes. The parent (Run) validates the bundle, re-executes the nsrun
+// binary into new namespaces, puts that child in the cgroup and then lets it go on. The
+// child (the init, see init.go) sets up the mounts and execs the container's command, which
+// so becomes PID 1 of the new pid namespace.
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/hardway/hardway/internal/cgroup"
+	"github.com/hardway/hardway/internal/cli"
+	"github.com/hardway/hardway/internal/state"
+	"github.com/hardway/hardway/internal/trace"
+)
+
+// Options is what nsrun was asked to do.
+type Options struct {
+	Bundle      string // bundle dir (config.json + rootfs)
+	Netns       string // join this netns (a container id or a path) instead of making a new one
+	Cgroup      string // put the container in cgroup hardway/ID
+	TTY         bool   // give the container a terminal
+	Interactive bool   // keep the container's stdin attached
+}
+
+// Fds the init finds its two sync pipes on (the first ExtraFiles of the re-exec).
+const (
+	initGoFd  = 3 // init reads: the parent writes one byte once the cgroup is joined
+	initErrFd = 4 // init writes: its error text; closed (CLOEXEC) by a successful execve
+)
+
+// Run starts the bundle's process and waits for it. It returns nil when the container exits
+// 0, a *cli.ExitError with the container's status otherwise, and an ordinary error (nsrun
+// exits 1) when the container never started.
+func Run(o Options) (err error) {
+	pid := 0
+	defer func() {
+		// Tell a waiting shim how the start went, whatever happened.
+		if pid == 0 && err != nil {
+			reportSync(map[string]any{"error": errText(err)})
+		}
+	}()
+	spec, bundle, err := LoadBundle(o.Bundle)
+	if err != nil {
+		return err
+	}
+	if spec.Process == nil || len(spec.Process.Args) == 0 {
+		return cli.Errorf("set process.args in config.json", "bundle %s has no process to run", bundle)
+	}
+
+	var con *console
+	if o.TTY {
+		if con, err = newConsole(); err != nil {
+			return fmt.Errorf("allocate a terminal: %w", err)
+		}
+	}
+	cmd, goW, errR, err := startInit(o, bundle, con)
+	if err != nil {
+		if con != nil {
+			con.slave.Close()
+			con.master.Close()
+		}
+		return err
+	}
+	defer errR.Close()
+	if con != nil {
+		con.relay()
+		defer con.close()
+	}
+
+	// Forward the signals a user sends nsrun to the container from now on.
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
+	defer signal.Stop(sigs)
+
+	fail := func(e error) error {
+		goW.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+		return e
+	}
+	if o.Cgroup != "" {
+		if err := cgroup.Join(o.Cgroup, cmd.Process.Pid); err != nil {
+			return fail(err)
+		}
+	}
+	trace.Step("let the init go on: it mounts, pivots and execs the container's command")
+	if _, err := goW.Write([]byte{0}); err != nil {
+		return fail(fmt.Errorf("the container's init died before it started: %v", err))
+	}
+	goW.Close()
+
+	// The error pipe reaches EOF with no text when the init's execve succeeded (the write end
+	// is close-on-exec) and carries the reason when the init failed.
+	msg, _ := io.ReadAll(errR)
+	if len(msg) > 0 {
+		cmd.Wait()
+		return errors.New(strings.TrimSpace(string(msg)))
+	}
+	pid = cmd.Process.Pid
+	reportSync(map[string]any{"pid": pid})
+
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				if s == unix.SIGWINCH && con != nil {
+					con.resize() // the kernel tells the container's foreground group
+					continue
+				}
+				cmd.Process.Signal(s)
+			case <-done:
+				return
+			}
+		}
+	}()
+	werr := cmd.Wait()
+	close(done)
+	if werr == nil {
+		return nil
+	}
+	var ee *exec.ExitError
+	if errors.As(werr, &ee) {
+		return &cli.ExitError{Code: ExitCode(ee.Sys().(syscall.WaitStatus))}
+	}
+	return werr
+}
+
+// ExitCode turns a wait status into a shell-style exit code: 128+signal for a signal death.
+func ExitCode(ws syscall.WaitStatus) int {
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
+}
+
+// LoadBundle reads a bundle's config.json and returns it with the bundle's absolute path.
+func LoadBundle(dir string) (*specs.Spec, string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	st, err := os.Stat(abs)
+	if err != nil || !st.IsDir() {
+		return nil, "", cli.Errorf("run: overlay --id ID IMAGE", "bundle %s does not exist", abs)
+	}
+	b, err := os.ReadFile(filepath.Join(abs, "config.json"))
+	if err != nil {
+		return nil, "", cli.Errorf("run: overlay --id ID IMAGE", "bundle %s has no config.json", abs)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return nil, "", fmt.Errorf("bundle %s: config.json: %v", abs, err)
+	}
+	if spec.Root == nil || spec.Root.Path == "" {
+		return nil, "", cli.Errorf("set root.path in config.json", "bundle %s names no rootfs", abs)
+	}
+	return &spec, abs, nil
+}
+
+// startInit re-executes this binary as the container's init in new namespaces and returns
+// it with the pipe ends the parent keeps.
+func startInit(o Options, bundle string, con *console) (cmd *exec.Cmd, goW, errR *os.File, err error) {
+	goR, goW, err := os.Pipe() // os.Pipe makes both ends CLOEXEC
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		goR.Close()
+		goW.Close()
+		return nil, nil, nil, err
+	}
+	defer goR.Close()
+	defer errW.Close()
+
+	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWPID)
+	unshare := []string{"unshare", "--mount", "--uts", "--ipc", "--pid"}
+	if o.Netns == "" {
+		flags |= unix.CLONE_NEWNET
+		unshare = append(unshare, "--net")
+	}
+	unshare = append(unshare, "--fork", "nsrun-init", bundle)
+
+	self, err := sealedSelf()
+	if err != nil {
+		goW.Close()
+		errR.Close()
+		return nil, nil, nil, err
+	}
+	defer self.Close()
+	cmd = exec.Command(fmt.Sprintf("/proc/self/fd/%d", self.Fd()), initArg, bundle)
+	cmd.Args[0] = "nsrun-init"
+	cmd.Env = os.Environ()
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if o.Interactive {
+		cmd.Stdin = os.Stdin
+	} // else nil: the container's stdin is /dev/null, as with docker run without -i
+	cmd.ExtraFiles = []*os.File{goR, errW}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: flags,
+		// The container dies with nsrun: nothing else would ever reap or stop it.
+		Pdeathsig: unix.SIGKILL,
+	}
+	if con != nil {
+		// The pty is the container's stdio and, in a session of its own, its
+		// controlling terminal, so ^C and job control work inside.
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = con.slave, con.slave, con.slave
+		cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
+	}
+
+	start := func() error {
+		trace.Step("start the container's init in new namespaces", trace.Cmd(unshare...))
+		return cmd.Start()
+	}
+	if o.Netns != "" {
+		err = startInNetns(o.Netns, start)
+	} else {
+		err = start()
+	}
+	if err != nil {
+		goW.Close()
+		errR.Close()
+		return nil, nil, nil, err
+	}
+	return cmd, goW, errR, nil
+}
+
+// startInNetns runs start on a thread switched into the network namespace, so the child it
+// forks is born there, and switches the thread back afterwards.
+func startInNetns(netns string, start func() error) error {
+	path := netns
+	if !strings.Contains(netns, "/") {
+		path = state.NetnsPath(netns)
+	}
+	target, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			hint := "run: netsetup add " + netns
+			if strings.Contains(netns, "/") {
+				hint = "run: netsetup add ID"
+			}
+			return cli.Errorf(hint, "netns %s does not exist", path)
+		}
+		return fmt.Errorf("open netns %s: %w", path, err)
+	}
+	defer target.Close()
+
+	// Namespaces belong to threads: pin this goroutine to its thread while it is switched.
+	goruntime.LockOSThread()
+	orig, err := os.OpenFile(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), os.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		goruntime.UnlockOSThread()
+		return err
+	}
+	defer orig.Close()
+	trace.Step("join the network namespace "+path, "nsenter --net="+path)
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		goruntime.UnlockOSThread()
+		return fmt.Errorf("setns %s: %w", path, err)
+	}
+	startErr := start()
+	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+		// The thread stays in the wrong netns: keep it locked so the runtime retires it
+		// instead of reusing it for other goroutines.
+		return errors.Join(startErr, fmt.Errorf("return to the host netns: %w", err))
+	}
+	goruntime.UnlockOSThread()
+	return startErr
+}
+
+// errText renders an error as the text after "nsrun: error: ".
+func errText(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", " ")
+}
+
+// sealedSelf copies the nsrun binary into a sealed memfd for the init to run from. While the
+// init runs in the container's namespaces, a process there could reach its executable
+// through /proc/PID/exe and overwrite the host's nsrun (CVE-2019-5736); a sealed copy
+// cannot be written, as runc does it.
+func sealedSelf() (*os.File, error) {
+	exe, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return nil, err
+	}
+	defer exe.Close()
+	fd, err := unix.MemfdCreate("nsrun", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "memfd:nsrun")
+	if _, err := io.Copy(f, exe); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("copy nsrun into a memfd: %w", err)
+	}
+	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("seal the nsrun copy: %w", err)
+	}
+	return f, nil
+}
