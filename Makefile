@@ -1,6 +1,9 @@
 # hardway: `make` builds the eight static tools into bin/.
 #   sudo make demo   start the local registry, seed it, run the whole docker-run flow
 #   sudo make test   the whole test suite (what .ci/run calls)
+#   sudo make labs   the workshop's labs, in order, non-interactively
+#   sudo make test-vm  the kernel tests on Debian 12's kernel 6.1 with cgroup v2 only (qemu)
+#   sudo make bench  each stage beside its industrial twin (hyperfine)
 SHELL    := /bin/bash
 TOOLS    := pull unpack overlay nsrun cgset netsetup shim inspect
 GO       ?= go
@@ -10,7 +13,7 @@ TOOLBIN  := $(CURDIR)/.tools/bin
 CRANE_VERSION := v0.22.1
 export PATH := $(CURDIR)/$(BIN):$(TOOLBIN):$(PATH)
 
-.PHONY: all build tools test demo clean vet
+.PHONY: all build tools test test-vm labs demo bench clean vet
 
 all: build
 
@@ -38,6 +41,19 @@ test: build tools vet
 
 demo: build tools
 	scripts/demo
+
+# The kernel tests on Debian 12's stock kernel 6.1 with cgroup v2 only, under qemu (TCG).
+test-vm: build tools
+	scripts/test-vm
+
+# The workshop alone: every lab in order, then the check that nothing is left.
+labs: build tools
+	$(GO) test -count=1 -v -timeout 15m ./test/labs
+
+# Each stage beside its industrial twin, with hyperfine; never part of `make test`.
+bench: build tools
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends hyperfine crun conmon time >/dev/null
+	@set -e; for b in bench/*.sh; do echo "== $$b"; bash $$b; done
 
 clean:
 	rm -rf $(BIN) .tools

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
@@ -23,15 +22,37 @@ stdout, as /proc/PID/cgroup names it. nsrun --cgroup ID moves the container into
   cgset create web --memory 256m --pids 200 --cpus 1.5    # prints /hardway/web
   shim --id web -- nsrun --cgroup web "$bundle"
   cgset show web                                          # limits, usage, OOM kills
+  cgset watch web                                         # "oom web 1" on an OOM kill
   cgset delete web                                        # kills what is left, removes it
 
---memory also sets memory+swap to twice the memory, as docker run --memory does.
-Creating again with the same values is a no-op; with new values it applies them.`
+--memory also sets memory+swap to twice the memory, as docker run --memory does, unless
+--memory-swap says otherwise. --cpu-shares and --cpu-weight are one setting in v1 and v2
+units; each is converted for the other version as runc does. Creating again with the
+same values is a no-op; with new values it applies them. A failed first create leaves
+nothing behind. --trace shows each file written, as the echo you could type instead.
+
+'watch' blocks until the cgroup has held a process and is empty again (started on an
+empty cgroup it waits for the first one), printing 'oom ID COUNT' per OOM kill (kills
+from before it started are reported at once): what a supervisor records as OOMKilled. On v1 the kernel signals an eventfd registered in
+cgroup.event_control; on v2 inotify watches memory.events and cgroup.events.
+
+HARDWAY_CGROUP_ROOT=/path/of/a/cgroup2/mount makes cgset use the v2 backend there only
+(on a hybrid host: /sys/fs/cgroup/unified, which has no controllers to limit with).`
 
 type limitFlags struct {
-	Memory string  `help:"Memory limit, as docker --memory: 256m, 1g, 512k or bytes." placeholder:"SIZE"`
-	Pids   int64   `help:"Maximum number of tasks (processes and threads), as docker --pids-limit; -1 is unlimited." placeholder:"N"`
-	CPUs   float64 `name:"cpus" help:"CPU limit in cpus, as docker --cpus: 1.5 means 150ms of cpu time per 100ms." placeholder:"N"`
+	Memory      string   `help:"Memory limit, as docker --memory: 256m, 1g, 512k or bytes." placeholder:"SIZE"`
+	MemorySwap  string   `name:"memory-swap" help:"Memory plus swap, as docker --memory-swap; --memory-swap=-1 is unlimited swap (default: twice --memory)." placeholder:"SIZE"`
+	Pids        int64    `help:"Maximum number of tasks (processes and threads), as docker --pids-limit; -1 is unlimited." placeholder:"N"`
+	CPUs        float64  `name:"cpus" help:"CPU limit in cpus, as docker --cpus: 1.5 means 150ms of cpu time per 100ms." placeholder:"N"`
+	CPUShares   uint64   `name:"cpu-shares" help:"Relative cpu weight in v1 shares (2-262144, default 1024), as docker --cpu-shares; converted to cpu.weight on v2." placeholder:"N"`
+	CPUWeight   uint64   `name:"cpu-weight" help:"Relative cpu weight in v2 units (1-10000, default 100); converted to cpu.shares on v1." placeholder:"N"`
+	Cpuset      string   `name:"cpuset" help:"CPUs the container may use, as docker --cpuset-cpus: 0-1 or 0,2." placeholder:"CPUS"`
+	IOWeight    uint64   `name:"io-weight" help:"Relative disk weight (10-1000), as docker --blkio-weight (blkio.bfq.weight on v1, io.bfq.weight or io.weight on v2)." placeholder:"N"`
+	IOReadBps   []string `name:"io-read-bps" sep:"none" help:"Read rate limit of a disk, as docker --device-read-bps: /dev/vda:1mb (repeatable)." placeholder:"DEV:RATE"`
+	IOWriteBps  []string `name:"io-write-bps" sep:"none" help:"Write rate limit of a disk, as docker --device-write-bps (repeatable)." placeholder:"DEV:RATE"`
+	IOReadIOPS  []string `name:"io-read-iops" sep:"none" help:"Read operations per second of a disk, as docker --device-read-iops (repeatable)." placeholder:"DEV:N"`
+	IOWriteIOPS []string `name:"io-write-iops" sep:"none" help:"Write operations per second of a disk, as docker --device-write-iops (repeatable)." placeholder:"DEV:N"`
+	Raw         []string `short:"r" name:"raw" sep:"none" help:"Write any cgroup file, as libcgroup's cgset -r: memory.high=200m (repeatable; the controller must be there)." placeholder:"FILE=VALUE"`
 }
 
 func (f limitFlags) limits() (cgroup.Limits, error) {
@@ -46,6 +67,15 @@ func (f limitFlags) limits() (cgroup.Limits, error) {
 		}
 		l.Memory = m
 	}
+	if f.MemorySwap == "-1" {
+		l.MemorySwap = -1
+	} else if f.MemorySwap != "" {
+		m, err := cgroup.ParseSize(f.MemorySwap)
+		if err != nil {
+			return l, err
+		}
+		l.MemorySwap = m
+	}
 	if f.Pids < -1 {
 		return l, cli.Errorf("use a positive number, or -1 for unlimited", "invalid --pids %d", f.Pids)
 	}
@@ -56,6 +86,23 @@ func (f limitFlags) limits() (cgroup.Limits, error) {
 			return l, err
 		}
 		l.CPUs = c
+	}
+	l.CPUShares, l.CPUWeight, l.Cpuset, l.IOWeight = f.CPUShares, f.CPUWeight, f.Cpuset, f.IOWeight
+	for kind, specs := range map[string][]string{"rbps": f.IOReadBps, "wbps": f.IOWriteBps, "riops": f.IOReadIOPS, "wiops": f.IOWriteIOPS} {
+		for _, s := range specs {
+			d, err := cgroup.ParseDeviceRate(kind, s)
+			if err != nil {
+				return l, err
+			}
+			l.IOMax = append(l.IOMax, d)
+		}
+	}
+	for _, s := range f.Raw {
+		r, err := cgroup.ParseSetting(s)
+		if err != nil {
+			return l, err
+		}
+		l.Raw = append(l.Raw, r)
 	}
 	return l, nil
 }
@@ -93,7 +140,7 @@ func (c *setCmd) Run() error {
 		return err
 	}
 	if l.IsZero() {
-		return cli.Errorf("give --memory, --pids or --cpus", "nothing to set")
+		return cli.Errorf("give a limit such as --memory, --pids or --cpus (see cgset set --help)", "nothing to set")
 	}
 	return cgroup.Set(c.ID, l)
 }
@@ -132,11 +179,28 @@ func (c *showCmd) Run() error {
 		return err
 	}
 	if c.JSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(in)
+		return cli.PrintJSON(in)
 	}
 	return cgroup.WriteInfo(os.Stdout, in)
+}
+
+type watchCmd struct {
+	JSON bool   `name:"json" help:"Print each event as a JSON object."`
+	ID   string `arg:"" optional:"" name:"ID" help:"Container id (default: one line of stdin)."`
+}
+
+func (c *watchCmd) Run() error {
+	id, err := cli.Input(c.ID, "container id")
+	if err != nil {
+		return err
+	}
+	return cgroup.Watch(id, func(n uint64) {
+		if c.JSON {
+			fmt.Printf("{\"event\":\"oom\",\"id\":%q,\"oomKills\":%d}\n", id, n)
+		} else {
+			fmt.Printf("oom %s %d\n", id, n)
+		}
+	})
 }
 
 type cgsetCmd struct {
@@ -146,6 +210,7 @@ type cgsetCmd struct {
 	Add    addCmd    `cmd:"" help:"Move a running process into the cgroup."`
 	Delete deleteCmd `cmd:"" aliases:"rm" help:"Kill what runs in the cgroup and remove it (gone already is fine)."`
 	Show   showCmd   `cmd:"" help:"Show the cgroup's limits, usage, processes and OOM kills."`
+	Watch  watchCmd  `cmd:"" help:"Print a line 'oom ID COUNT' on each OOM kill; exit once the cgroup has run and is empty."`
 }
 
 func main() {

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 
@@ -27,6 +26,11 @@ nsrun --netns ID puts the container in it:
   curl http://127.0.0.1:8080/
   netsetup show web                    # address, veth, routes, rules
   netsetup del web
+
+A published port answers on every host address, on 127.0.0.1 (route_localnet on the
+bridge, and a MASQUERADE of host-sourced traffic into it), and from the container itself
+(hairpin: the bridge port in hairpin mode plus a per-port MASQUERADE, like Docker's
+hairpin=true rules). Publishing a UDP port forgets conntrack entries that predate it.
 
 Adding again is a no-op (the same address). 'del' removes exactly what 'add' made for the
 container; when the last container goes, the bridge, the HARDWAY chain and the shared rules
@@ -87,9 +91,7 @@ func (c *showCmd) Run() error {
 		return err
 	}
 	if c.JSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(in)
+		return cli.PrintJSON(in)
 	}
 	return network.WriteInfo(os.Stdout, in)
 }

@@ -3,6 +3,9 @@
 package main
 
 import (
+	"os"
+	"slices"
+
 	"github.com/hardway/hardway/internal/cli"
 	"github.com/hardway/hardway/internal/runtime"
 )
@@ -23,18 +26,25 @@ start it.
 
   netsetup add web; cgset create web
   overlay --id web IMAGE | nsrun --netns web --cgroup web
-  shim --id web -- nsrun --netns web --cgroup web $HARDWAY_ROOT/containers/web`
+  shim --id web -- nsrun --netns web --cgroup web $HARDWAY_ROOT/containers/web
+  nsrun exec web -- ps          # a second process in the running container
 
-type nsrunCmd struct {
-	cli.Globals
+Without linux.seccomp in config.json the process runs under Docker's default seccomp
+profile (annotation hardway.seccomp=unconfined turns it off); config.json fields nsrun does
+not implement (hooks, apparmor, intelRdt, …) are refused. The run flags (--netns, --cgroup,
+-t, -i, --userns, --no-pivot): nsrun run --help.`
+
+type runCmd struct {
 	Netns       string `help:"Join this network namespace instead of making an empty one: a container id (/run/netns/ID, see netsetup) or a path." placeholder:"ID|PATH"`
 	Cgroup      string `help:"Put the container in cgroup hardway/ID before it starts (see cgset)." placeholder:"ID"`
 	TTY         bool   `name:"tty" short:"t" help:"Give the container a terminal (a pty relayed to nsrun's stdio; nsrun's own terminal goes raw)."`
 	Interactive bool   `short:"i" help:"Keep the container's stdin attached to nsrun's (the bundle is then never read from stdin)."`
+	Userns      bool   `help:"Run in a new user namespace, mapped with config.json's linux.uidMappings/gidMappings (also when linux.namespaces lists \"user\")."`
+	NoPivot     bool   `help:"Switch the root with MS_MOVE and chroot instead of pivot_root (as runc --no-pivot; for a rootfs where pivot_root fails)."`
 	Bundle      string `arg:"" optional:"" name:"BUNDLE" help:"Bundle dir (default: one line of stdin)."`
 }
 
-func (c *nsrunCmd) Run(g *cli.Globals) error {
+func (c *runCmd) Run(g *cli.Globals) error {
 	bundle := c.Bundle
 	if bundle == "" && (c.TTY || c.Interactive) {
 		err := cli.Errorf("pass the bundle as an argument", "no BUNDLE given: with -i or --tty stdin belongs to the container")
@@ -46,12 +56,48 @@ func (c *nsrunCmd) Run(g *cli.Globals) error {
 		runtime.ReportStartError(err)
 		return err
 	}
-	return runtime.Run(runtime.Options{Bundle: bundle, Netns: c.Netns, Cgroup: c.Cgroup, TTY: c.TTY, Interactive: c.Interactive})
+	return runtime.Run(runtime.Options{Bundle: bundle, Netns: c.Netns, Cgroup: c.Cgroup, TTY: c.TTY, Interactive: c.Interactive, Userns: c.Userns, NoPivot: c.NoPivot})
+}
+
+type execCmd struct {
+	Pid         int      `help:"Join the namespaces of this process instead of a container's." placeholder:"PID"`
+	TTY         bool     `name:"tty" short:"t" help:"Give the command a terminal."`
+	Interactive bool     `short:"i" help:"Keep the command's stdin attached to nsrun's."`
+	Env         []string `short:"e" sep:"none" help:"Set an environment variable (K=V, or K to pass nsrun's own value)." placeholder:"K=V"`
+	Workdir     string   `short:"w" help:"Working directory inside the container (default: the container's)." placeholder:"DIR"`
+	ID          string   `arg:"" optional:"" name:"ID" help:"A running container (see shim ps)."`
+	Cmd         []string `kong:"-"`
+}
+
+func (c *execCmd) Run(g *cli.Globals) error {
+	if len(c.Cmd) == 0 {
+		return cli.Errorf("nsrun exec ID -- CMD…", "no command given")
+	}
+	if (c.ID == "") == (c.Pid == 0) {
+		return cli.Errorf("nsrun exec ID -- CMD… or nsrun exec --pid PID -- CMD…", "give a container id or --pid, not both")
+	}
+	return runtime.Exec(runtime.ExecOptions{ID: c.ID, Pid: c.Pid, TTY: c.TTY, Interactive: c.Interactive, Env: c.Env, Cwd: c.Workdir, Args: c.Cmd})
+}
+
+type nsrunCmd struct {
+	cli.Globals
+	Run  runCmd  `cmd:"" default:"withargs" help:"Run a bundle's process as PID 1 of a new container (the default): nsrun [flags] BUNDLE."`
+	Exec execCmd `cmd:"" help:"Run a command in a running container's namespaces, root, cgroup and credentials: nsrun exec ID|--pid PID -- CMD…"`
 }
 
 func main() {
 	runtime.TakeSyncPipe()
 	runtime.MaybeInit()
 	var cmd nsrunCmd
+	// For exec, everything after the first -- is the command, kept away from kong.
+	for i, a := range os.Args {
+		if a == "--" {
+			if slices.Contains(os.Args[1:i], "exec") {
+				cmd.Exec.Cmd = append([]string{}, os.Args[i+1:]...)
+				os.Args = os.Args[:i]
+			}
+			break
+		}
+	}
 	cli.Main("nsrun", description, &cmd, &cmd.Globals)
 }

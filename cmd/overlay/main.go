@@ -14,11 +14,16 @@ import (
 const description = `Make a container's root filesystem and OCI bundle from an unpacked image.
 
 overlay --id ID IMAGE [-- CMD…] reads IMAGE (NAME@sha256:…) from the argument or one line of
-stdin, mounts the image's layers (top first) under a fresh upper dir on
-$HARDWAY_ROOT/containers/ID/rootfs with overlayfs, writes hostname, hosts and resolv.conf, and
-config.json: the OCI runtime spec built from the image config (CMD after -- replaces the
-image's Cmd, as docker run does). Prints the bundle dir on stdout. Running it again for the
-same ID and IMAGE changes nothing and prints the same dir.
+stdin and makes $HARDWAY_ROOT/containers/ID: an init/ layer (Docker's <id>-init: mount points
+/proc /sys /dev/pts /dev/shm, placeholder /etc/hosts /etc/hostname /etc/resolv.conf,
+/etc/mtab -> /proc/mounts) over the image's layers (top first), all mounted under a fresh
+upper/ dir on rootfs/ with overlayfs (the new mount API, one fsconfig lowerdir+ per layer,
+else mount(2) with short l/ names; index=off, redirect_dir=nofollow, metacopy=off; at most
+500 lower dirs, the kernel's limit). Then hostname, hosts, resolv.conf and config.json: the
+OCI runtime spec built from the image config (CMD after -- replaces the image's Cmd, as
+docker run does; a named User is looked up in the image's own /etc/passwd and /etc/group).
+Prints the bundle dir on stdout. Running it again for the same ID and IMAGE changes nothing
+and prints the same dir; a failure leaves nothing behind.
 
 overlay rm ID unmounts the rootfs and removes the container's dir.
 

@@ -16,18 +16,24 @@ const description = `Supervise a container: the shim stage of 'docker run' (what
 own session (it outlives the caller), which runs CMD (the runtime, typically
 'nsrun --netns ID --cgroup ID BUNDLE'), learns the container's pid from the runtime's sync
 pipe (HARDWAY_SYNCPIPE), and prints that host pid on stdout. The supervisor keeps the
-container's stdout/stderr in containers/ID/log.json (Docker's json-file format), forwards
-SIGTERM/SIGINT/SIGHUP/SIGQUIT, reaps it, and records its exit code in state.json.
+container's stdout/stderr in containers/ID/log.json (Docker's json-file format; with
+--log-format cri, containers/ID/container.log in kubelet's format), forwards
+SIGTERM/SIGINT/SIGHUP/SIGQUIT (one that comes before the container exists is delivered
+once it does), reaps it and every orphan, and records its exit code (128+signal) and
+whether the OOM killer struck its cgroup (oomKilled) in state.json. An attach socket in
+the run dir ($HARDWAY_RUN/ID/attach) streams the output live to 'shim attach'.
 
   bundle=$(overlay --id web "$img")
   shim --id web -- nsrun --netns web --cgroup web "$bundle"
-  shim ps; shim logs web; shim kill web; shim wait web; shim rm web
+  shim ps; shim logs -f web; shim attach web; shim kill web; shim wait web; shim rm web
 
 If the runtime fails, the runtime's error is printed and shim exits 1.`
 
 type startCmd struct {
-	ID      string   `name:"id" required:"" help:"Container id (names containers/ID and the run dir)."`
-	Command []string `arg:"" passthrough:"" name:"CMD" help:"The runtime command line, after --."`
+	ID          string   `name:"id" required:"" help:"Container id (names containers/ID and the run dir)."`
+	LogFormat   string   `name:"log-format" default:"json-file" enum:"json-file,cri" help:"Log format: json-file (Docker's, containers/ID/log.json) or cri (<time> <stream> <P|F> <line>, containers/ID/container.log)."`
+	Interactive bool     `short:"i" help:"Give the container a stdin pipe that 'shim attach' writes to (give the runtime -i too)."`
+	Command     []string `arg:"" passthrough:"" name:"CMD" help:"The runtime command line, after --."`
 }
 
 func (c *startCmd) Run(g *cli.Globals) error {
@@ -35,7 +41,7 @@ func (c *startCmd) Run(g *cli.Globals) error {
 	if len(args) > 0 && args[0] == "--" {
 		args = args[1:]
 	}
-	pid, err := shim.Start(c.ID, args)
+	pid, err := shim.Start(c.ID, args, shim.Options{LogFormat: c.LogFormat, Interactive: c.Interactive})
 	if err != nil {
 		return err
 	}
@@ -74,10 +80,31 @@ func (c *waitCmd) Run(g *cli.Globals) error {
 }
 
 type logsCmd struct {
-	ID string `arg:"" help:"Container id."`
+	ID     string `arg:"" help:"Container id."`
+	Follow bool   `short:"f" help:"Keep printing new output until the container exits."`
 }
 
-func (c *logsCmd) Run(g *cli.Globals) error { return shim.Logs(c.ID, os.Stdout, os.Stderr) }
+func (c *logsCmd) Run(g *cli.Globals) error { return shim.Logs(c.ID, c.Follow, os.Stdout, os.Stderr) }
+
+type attachCmd struct {
+	ID      string `arg:"" help:"Container id."`
+	NoStdin bool   `name:"no-stdin" help:"Do not send this terminal's stdin (only watch the output)."`
+}
+
+func (c *attachCmd) Run(g *cli.Globals) error {
+	var in *os.File
+	if !c.NoStdin {
+		in = os.Stdin
+	}
+	code, err := shim.Attach(c.ID, in, os.Stdout, os.Stderr)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return &cli.ExitError{Code: code}
+	}
+	return nil
+}
 
 type rmCmd struct {
 	ID string `arg:"" help:"Container id."`
@@ -87,12 +114,13 @@ func (c *rmCmd) Run(g *cli.Globals) error { return shim.Rm(c.ID) }
 
 type shimCmd struct {
 	cli.Globals
-	Start startCmd `cmd:"" default:"withargs" help:"Start CMD under a detached supervisor and print the container's pid (the default: shim --id ID -- CMD…)."`
-	Ps    psCmd    `cmd:"" help:"List containers: id, image, command, created, status, pid."`
-	Kill  killCmd  `cmd:"" help:"Send a signal (default TERM) to the container's PID 1; a stopped container is a no-op."`
-	Wait  waitCmd  `cmd:"" help:"Block until the container exits and print its exit code."`
-	Logs  logsCmd  `cmd:"" help:"Print the container's output, stdout and stderr on their own streams."`
-	Rm    rmCmd    `cmd:"" help:"Kill the container if running and remove its state, log and run dir (not the bundle: overlay rm)."`
+	Start  startCmd  `cmd:"" default:"withargs" help:"Start CMD under a detached supervisor and print the container's pid (the default: shim --id ID -- CMD…)."`
+	Ps     psCmd     `cmd:"" help:"List containers: id, image, command, created, status, pid."`
+	Kill   killCmd   `cmd:"" help:"Send a signal (default TERM) to the container's PID 1; a stopped container is a no-op."`
+	Wait   waitCmd   `cmd:"" help:"Block until the container exits and print its exit code."`
+	Logs   logsCmd   `cmd:"" help:"Print the container's output, stdout and stderr on their own streams (-f: follow until it exits)."`
+	Attach attachCmd `cmd:"" help:"Stream a running container's output live (and send stdin to it if it was started with -i); exits with its exit code."`
+	Rm     rmCmd     `cmd:"" help:"Kill the container if running and remove its state, log and run dir (not the bundle: overlay rm)."`
 }
 
 func main() {

@@ -6,10 +6,8 @@ package bundle
 import (
 	"bufio"
 	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -38,10 +36,13 @@ type Options struct {
 	Image    string   // the image handle, recorded as an annotation
 	Cmd      []string // replaces the image's Cmd when given (docker run IMAGE CMD…)
 	Tty      bool
+	// Rootfs is the mounted merged root, where a named User is looked up ("" : numeric
+	// users only).
+	Rootfs string
 }
 
-// Docker's default capability set (moby oci/caps/defaults.go).
-var defaultCaps = []string{
+// DefaultCaps is Docker's default capability set (moby oci/caps/defaults.go).
+var DefaultCaps = []string{
 	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
 	"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
 	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
@@ -70,15 +71,16 @@ func Spec(dir string, img ocispec.ImageConfig, o Options) (*specs.Spec, error) {
 	if len(args) == 0 {
 		return nil, cli.Errorf("give one after --: overlay --id "+o.ID+" IMAGE -- CMD…", "the image has no Entrypoint or Cmd and no command was given")
 	}
-	user, err := parseUser(img.User)
+	user, home, err := ResolveUser(o.Rootfs, img.User)
 	if err != nil {
 		return nil, err
 	}
+
 	cwd := img.WorkingDir
 	if cwd == "" {
 		cwd = "/"
 	}
-	caps := append([]string{}, defaultCaps...)
+	caps := append([]string{}, DefaultCaps...)
 	s := &specs.Spec{
 		Version:  specs.Version,
 		Hostname: host,
@@ -87,7 +89,7 @@ func Spec(dir string, img ocispec.ImageConfig, o Options) (*specs.Spec, error) {
 			Terminal: o.Tty,
 			User:     user,
 			Args:     args,
-			Env:      env(img.Env, host, o.Tty),
+			Env:      env(img.Env, host, home, o.Tty),
 			Cwd:      cwd,
 			Capabilities: &specs.LinuxCapabilities{
 				Bounding: caps, Effective: caps, Permitted: caps,
@@ -125,10 +127,10 @@ func Spec(dir string, img ocispec.ImageConfig, o Options) (*specs.Spec, error) {
 	return s, nil
 }
 
-// env is the image's environment with PATH guaranteed, HOSTNAME set and TERM for a tty.
-func env(img []string, host string, tty bool) []string {
+// env is the image's environment with PATH guaranteed, HOSTNAME and HOME set and TERM for a tty.
+func env(img []string, host, home string, tty bool) []string {
 	out := []string{"HOSTNAME=" + host}
-	hasPath := false
+	hasPath, hasHome := false, false
 	for _, e := range img {
 		k, _, _ := strings.Cut(e, "=")
 		switch k {
@@ -136,36 +138,22 @@ func env(img []string, host string, tty bool) []string {
 			hasPath = true
 		case "HOSTNAME":
 			continue
+		case "HOME":
+			hasHome = true
 		}
 		out = append(out, e)
 	}
 	if !hasPath {
 		out = append(out, "PATH="+DefaultPath)
 	}
+	// HOME from the user's passwd entry, as runc and Docker set it.
+	if !hasHome && home != "" {
+		out = append(out, "HOME="+home)
+	}
 	if tty {
 		out = append(out, "TERM=xterm")
 	}
 	return out
-}
-
-// parseUser reads the image's User. Only numeric uid[:gid] for now: names need the
-// container's /etc/passwd.
-func parseUser(u string) (specs.User, error) {
-	if u == "" {
-		return specs.User{}, nil
-	}
-	us, gs, hasGid := strings.Cut(u, ":")
-	uid, err := strconv.ParseUint(us, 10, 32)
-	if err != nil {
-		return specs.User{}, fmt.Errorf("image user %q: only numeric uid[:gid] is supported yet", u)
-	}
-	gid := uint64(0)
-	if hasGid {
-		if gid, err = strconv.ParseUint(gs, 10, 32); err != nil {
-			return specs.User{}, fmt.Errorf("image user %q: only numeric uid[:gid] is supported yet", u)
-		}
-	}
-	return specs.User{UID: uint32(uid), GID: uint32(gid)}, nil
 }
 
 // HostResolvConf is the host file resolv.conf is made from (a variable so tests can point

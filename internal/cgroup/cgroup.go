@@ -70,6 +70,12 @@ func Set(id string, l Limits) error {
 	if err := mustExist(id); err != nil {
 		return err
 	}
+	if l.MemorySwap != 0 && l.Memory == 0 {
+		// As docker update: a new memory+swap applies to the memory limit already there.
+		if in, err := Show(id); err == nil && in.MemoryLimit > 0 {
+			l.Memory = in.MemoryLimit
+		}
+	}
 	if err := l.Check(); err != nil {
 		return err
 	}
@@ -165,7 +171,11 @@ func Show(id string) (*Info, error) {
 		return nil, err
 	}
 	dirs, _ := Dirs(id)
-	in := &Info{ID: id, Path: state.CgroupPath(id), Mode: DetectMode().String(), Dirs: dirs,
+	mode := DetectMode().String()
+	if r := v2Root(); r != "" {
+		mode = "cgroup v2 at " + r + " ($HARDWAY_CGROUP_ROOT)"
+	}
+	in := &Info{ID: id, Path: state.CgroupPath(id), Mode: mode, Dirs: dirs,
 		MemoryLimit: -1, MemSwap: -1, PidsLimit: -1, CPUQuota: -1, CPUShares: -1, CPUWeight: -1}
 	b := pick()
 	if err := b.info(id, in); err != nil {
@@ -305,8 +315,12 @@ func killOnce(dirs []string, pids []int) {
 			}
 		}
 	}
-	if killed && len(procsOf(dirs)) == 0 {
-		return
+	// cgroup.kill is asynchronous: give it a moment before falling back to kill(2).
+	for i := 0; killed && i < 50; i++ {
+		if len(procsOf(dirs)) == 0 {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 	var freezer string
 	for _, d := range dirs {

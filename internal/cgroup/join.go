@@ -3,7 +3,6 @@
 package cgroup
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/hardway/hardway/internal/cli"
+	"github.com/hardway/hardway/internal/mountinfo"
 	"github.com/hardway/hardway/internal/state"
 	"github.com/hardway/hardway/internal/trace"
 )
@@ -29,38 +29,23 @@ func Hierarchies() ([]Hierarchy, error) {
 	if r := v2Root(); r != "" {
 		return []Hierarchy{{Mount: r, V2: true}}, nil
 	}
-	f, err := os.Open("/proc/self/mountinfo")
+	ms, err := mountinfo.Read(0)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	var hs []Hierarchy
 	seen := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// id parent maj:min root mountpoint opts [optional…] - fstype source superopts
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, f := range fields {
-			if f == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 0 || len(fields) < sep+4 {
-			continue
-		}
-		mnt, fstype, super := fields[4], fields[sep+1], fields[sep+3]
-		if fields[3] != "/" || seen[mnt] {
+	for _, m := range ms {
+		if m.Root != "/" || seen[m.Point] {
 			continue // a bind of a sub-cgroup (inside a container) is not a hierarchy root
 		}
-		switch fstype {
+		switch m.FSType {
 		case "cgroup2":
-			seen[mnt] = true
-			hs = append(hs, Hierarchy{Mount: mnt, V2: true})
+			seen[m.Point] = true
+			hs = append(hs, Hierarchy{Mount: m.Point, V2: true})
 		case "cgroup":
 			var ctrls []string
-			for _, o := range strings.Split(super, ",") {
+			for _, o := range strings.Split(m.SuperOptions, ",") {
 				switch o {
 				case "rw", "ro", "relatime", "noexec", "nosuid", "nodev", "clone_children", "noprefix", "xattr":
 					continue
@@ -70,11 +55,11 @@ func Hierarchies() ([]Hierarchy, error) {
 				}
 				ctrls = append(ctrls, o)
 			}
-			seen[mnt] = true
-			hs = append(hs, Hierarchy{Mount: mnt, Controllers: ctrls})
+			seen[m.Point] = true
+			hs = append(hs, Hierarchy{Mount: m.Point, Controllers: ctrls})
 		}
 	}
-	return hs, sc.Err()
+	return hs, nil
 }
 
 // Dirs returns the container's cgroup dir in every hierarchy where it exists.

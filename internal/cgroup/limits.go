@@ -96,7 +96,7 @@ func WeightToShares(weight uint64) uint64 {
 	if weight == 0 {
 		return 0
 	}
-	return 2 + ((weight-1)*262142)/9999
+	return 2 + ((weight-1)*262142+9998)/9999 // round up, so converting back gives weight
 }
 
 // blkioToIOWeight converts a v1 blkio weight (10…1000) to v2 io.weight (1…10000), as runc.

@@ -37,6 +37,16 @@ func WriteInfo(w io.Writer, in *Info) error {
 	fmt.Fprintf(&b, "pids limit:   %s\n", lim(in.PidsLimit, false))
 	fmt.Fprintf(&b, "pids current: %s\n", lim(in.PidsCurrent, false))
 	fmt.Fprintf(&b, "cpu:          %s\n", cpu)
+	switch {
+	case in.CPUShares >= 0:
+		fmt.Fprintf(&b, "cpu shares:   %d\n", in.CPUShares)
+	case in.CPUWeight >= 0:
+		fmt.Fprintf(&b, "cpu weight:   %d\n", in.CPUWeight)
+	}
+	fmt.Fprintf(&b, "cpu used:     %.3fs\n", float64(in.CPUUsage)/1e9)
+	if in.Cpuset != "" {
+		fmt.Fprintf(&b, "cpuset:       %s\n", in.Cpuset)
+	}
 	fmt.Fprintf(&b, "oom kills:    %d\n", in.OOMKills)
 	fmt.Fprintf(&b, "processes:    %s\n", strings.Trim(fmt.Sprint(in.Procs), "[]"))
 	_, err := io.WriteString(w, b.String())

@@ -226,7 +226,7 @@ func (b v1) memory(id string, mem, swap int64) error {
 	}
 	wSw := func() error {
 		if swap < 0 {
-			return write("no limit on memory+swap (--memory-swap -1)", memsw, "-1")
+			return write("no limit on memory+swap (--memory-swap=-1)", memsw, "-1")
 		}
 		return write("limit memory+swap to "+FormatSize(swap), memsw, strconv.FormatInt(swap, 10))
 	}

@@ -23,7 +23,7 @@ func (c v2) dir(id string) string { return filepath.Join(c.root, state.CgroupPat
 
 // wanted are the controllers a container's limits use; only these are handed down, so
 // creating a cgroup changes no more of the host's tree than it needs.
-var wanted = []string{"cpu", "cpuset", "io", "memory", "pids", "hugetlb"}
+var wanted = []string{"cpu", "cpuset", "io", "memory", "pids"}
 
 func (c v2) create(id string) error {
 	dir := c.root
@@ -113,7 +113,7 @@ func (c v2) apply(id string, l Limits) error {
 		}
 		// v2 limits swap alone: memory.swap.max = (memory+swap) - memory.
 		if _, err := os.Stat(filepath.Join(d, "memory.swap.max")); err == nil {
-			v, why := "max", "no limit on swap (--memory-swap -1)"
+			v, why := "max", "no limit on swap (--memory-swap=-1)"
 			if sw := l.swapFor(); sw >= 0 {
 				v, why = strconv.FormatInt(sw-l.Memory, 10), "allow "+FormatSize(sw-l.Memory)+" of swap (memory+swap minus memory)"
 			}

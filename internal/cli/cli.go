@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -141,3 +142,10 @@ func readLine(r io.Reader) (string, error) {
 
 // IsTerminal reports whether f is a terminal (progress bars and colour only then).
 func IsTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
+
+// PrintJSON writes v to stdout as one indented JSON document (the --json form of a view).
+func PrintJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -259,3 +259,37 @@ func TestCorruptStreams(t *testing.T) {
 		})
 	}
 }
+
+// TestDeepAndWideTrees: a tree as deep as PATH_MAX allows, with its parents missing from the
+// tar, and a wide dir extract whole; a name past PATH_MAX is an error, not a hang.
+func TestDeepAndWideTrees(t *testing.T) {
+	testutil.RequireRoot(t)
+	deep := strings.Repeat("d/", 2000) // 4000 bytes, 2000 levels, none of them in the tar
+	var es []lt.Entry
+	for i := range 50 {
+		es = append(es, lt.File(deep+"f"+itoa(int64(i)), "x"))
+	}
+	for i := range 2000 {
+		es = append(es, lt.File("wide/e"+itoa(int64(i)), ""))
+	}
+	dir := t.TempDir()
+	if err := apply(t, dir, es...); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstatat(fd, deep+"f49", &st, 0); err != nil {
+		t.Errorf("the deepest file: %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "wide")); len(ents) != 2000 {
+		t.Errorf("wide has %d entries, want 2000", len(ents))
+	}
+	err = apply(t, t.TempDir(), lt.File(strings.Repeat("d/", 2100)+"f", "x"))
+	if err == nil || !errors.Is(err, unix.ENAMETOOLONG) {
+		t.Errorf("a name past PATH_MAX: want ENAMETOOLONG, got %v", err)
+	}
+}

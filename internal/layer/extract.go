@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -84,6 +85,10 @@ func Apply(dir string, r io.Reader, budget *Budget) (Stats, error) {
 			return st, err
 		}
 		name := clean(hdr.Name)
+		if len(name) >= unix.PathMax {
+			// Nothing in the container could open it; refusing it also bounds the work.
+			return st, fmt.Errorf("%.64s…: name of %d bytes: %w", name, len(name), unix.ENAMETOOLONG)
+		}
 		base := path.Base(name)
 		switch {
 		case base == opaqueMarker:
@@ -251,9 +256,8 @@ func (r *root) entry(name string, hdr *tar.Header, data io.Reader) error {
 		if err != nil {
 			return err
 		}
-		f := os.NewFile(uintptr(fd), name)
-		_, err = io.Copy(f, data)
-		if cerr := f.Close(); err == nil {
+		err = copyToFd(fd, data)
+		if cerr := unix.Close(fd); err == nil {
 			err = cerr
 		}
 		if err != nil {
@@ -301,6 +305,36 @@ func (r *root) entry(name string, hdr *tar.Header, data io.Reader) error {
 	return setMeta(pfd, base, hdr, isDir)
 }
 
+// copyBufs are the copy buffers of the extractions running at once.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// copyToFd writes r to the plain fd: no os.File, whose setup (fcntl, poller registration)
+// costs more than the write of a small file.
+func copyToFd(fd int, r io.Reader) error {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	for {
+		n, rerr := r.Read(buf)
+		for b := buf[:n]; len(b) > 0; {
+			w, err := unix.Write(fd, b)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			b = b[w:]
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
 // setMeta applies owner, mode, xattrs and (for non-directories) mtime to base in pfd.
 // chown comes before chmod because chown clears the setuid and setgid bits.
 func setMeta(pfd int, base string, hdr *tar.Header, isDir bool) error {
@@ -320,11 +354,13 @@ func setMeta(pfd int, base string, hdr *tar.Header, isDir bool) error {
 		if !ok {
 			continue
 		}
-		if strings.HasPrefix(attr, "trusted.overlay.") || strings.HasPrefix(attr, "user.overlay.") {
+		if esc, ok := escapeOverlayXattr(attr); ok {
 			// overlayfs would obey these (redirects, metacopy, opaque): only our own
-			// whiteout translation may set them, never the image.
-			fmt.Fprintf(os.Stderr, "warning: %s: overlayfs xattr %s from the image ignored\n", hdr.Name, attr)
-			continue
+			// whiteout translation may set them. The image's are stored escaped, the way
+			// overlayfs nests (Linux ≥ 6.7 shows trusted.overlay.overlay.X as
+			// trusted.overlay.X in the merged root and obeys neither), as umoci does.
+			trace.Stepf("image xattr %s on /%s stored escaped as %s (never obeyed by overlayfs)", attr, clean(hdr.Name), esc)
+			attr = esc
 		}
 		if err := unix.Lsetxattr(procPath(pfd, base), attr, []byte(v), 0); err != nil {
 			if strings.HasPrefix(attr, "user.") && (err == unix.EPERM || err == unix.ENOTSUP) {
@@ -344,6 +380,16 @@ func setMeta(pfd int, base string, hdr *tar.Header, isDir bool) error {
 		}
 	}
 	return nil
+}
+
+// escapeOverlayXattr maps trusted.overlay.X to trusted.overlay.overlay.X (user. likewise).
+func escapeOverlayXattr(attr string) (string, bool) {
+	for _, p := range []string{"trusted.overlay.", "user.overlay."} {
+		if rest, ok := strings.CutPrefix(attr, p); ok {
+			return p + "overlay." + rest, true
+		}
+	}
+	return attr, false
 }
 
 // tarMode maps the tar header's permission bits (incl. setuid, setgid, sticky) to chmod's.

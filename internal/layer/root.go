@@ -62,6 +62,9 @@ func (r *root) openDir(dir string) (int, error) {
 
 // mkdirAll opens dir, creating each missing component (mode 0755, root-owned, as Docker
 // does for parents a tar leaves out). A non-directory in the way is replaced by a directory.
+// The longest existing prefix is found by binary search and the rest is created relative to
+// its fd, so a path of d components costs O(d log d) lookups, not O(d²): very deep trees
+// stay linear in the tar's size.
 func (r *root) mkdirAll(dir string) (int, error) {
 	if dir == "." {
 		return unix.Dup(r.fd)
@@ -70,34 +73,63 @@ func (r *root) mkdirAll(dir string) (int, error) {
 	if err == nil {
 		return fd, nil
 	}
-	parent, base := path.Split(dir)
-	parent = strings.TrimSuffix(parent, "/")
-	if parent == "" {
-		parent = "."
+	comps := strings.Split(dir, "/")
+	prefix := func(k int) string {
+		if k == 0 {
+			return "."
+		}
+		return strings.Join(comps[:k], "/")
 	}
-	pfd, err := r.mkdirAll(parent)
-	if err != nil {
+	// A prefix that opens as a dir has only dirs above it: lo opens, hi does not.
+	lo, hi := 0, len(comps)
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		if fd, err := r.openDir(prefix(mid)); err == nil {
+			unix.Close(fd)
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	if fd, err = r.openDir(prefix(lo)); err != nil {
 		return -1, err
 	}
-	defer unix.Close(pfd)
+	for i := lo; i < len(comps); i++ {
+		nfd, err := mkdirAt(fd, comps[i], prefix(i+1))
+		unix.Close(fd)
+		if err != nil {
+			return -1, err
+		}
+		fd = nfd
+	}
+	return fd, nil
+}
+
+// mkdirAt makes the dir base in pfd (what resolving name in the root found missing) and
+// opens it without following anything.
+func mkdirAt(pfd int, base, name string) (int, error) {
 	if err := unix.Mkdirat(pfd, base, 0o755); err != nil {
 		if err != unix.EEXIST {
-			return -1, &os.PathError{Op: "mkdir", Path: dir, Err: err}
+			return -1, &os.PathError{Op: "mkdir", Path: name, Err: err}
 		}
 		// Something that is not a directory is in the way. A file is replaced (a later entry
 		// wins), but a symlink that leads nowhere in the layer is kept and refused, as
 		// Docker's extraction refuses it: silently swapping it for a dir would change the image.
 		if st, ok, _ := lstatAt(pfd, base); ok && st.Mode&unix.S_IFMT == unix.S_IFLNK {
-			return -1, fmt.Errorf("/%s is a symlink that leads to no directory inside the layer", dir)
+			return -1, fmt.Errorf("/%s is a symlink that leads to no directory inside the layer", name)
 		}
 		if err := removeAllAt(pfd, base); err != nil {
 			return -1, err
 		}
 		if err := unix.Mkdirat(pfd, base, 0o755); err != nil {
-			return -1, &os.PathError{Op: "mkdir", Path: dir, Err: err}
+			return -1, &os.PathError{Op: "mkdir", Path: name, Err: err}
 		}
 	}
-	return r.openDir(dir)
+	fd, err := unix.Openat(pfd, base, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	return fd, nil
 }
 
 // parent splits name into its parent dir (opened, created if missing) and its last component.

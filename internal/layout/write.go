@@ -14,6 +14,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 
 	"github.com/hardway/hardway/internal/fsutil"
 	"github.com/hardway/hardway/internal/state"
@@ -52,15 +53,35 @@ func Init() error {
 // leftover of a killed pull (a live download touches its file with every write).
 const staleAfter = time.Hour
 
+// partialStaleAfter is how long the partial download of a killed pull is kept for a later
+// pull to resume from.
+const partialStaleAfter = 7 * 24 * time.Hour
+
 func removeStaleTemps(dir string) {
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
-		if !strings.HasPrefix(e.Name(), ".tmp-") {
+		fi, err := e.Info()
+		if err != nil {
 			continue
 		}
-		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleAfter {
+		switch {
+		case strings.HasPrefix(e.Name(), ".tmp-") && time.Since(fi.ModTime()) > staleAfter:
 			os.Remove(filepath.Join(dir, e.Name()))
+		case strings.HasPrefix(e.Name(), ".partial-") && time.Since(fi.ModTime()) > partialStaleAfter:
+			removeUnlocked(filepath.Join(dir, e.Name()))
 		}
+	}
+}
+
+// removeUnlocked removes a partial download unless a pull holds it.
+func removeUnlocked(path string) {
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+		os.Remove(path)
 	}
 }
 

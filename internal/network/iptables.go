@@ -57,6 +57,28 @@ func portRule(id string, p Port, ip string) rule {
 	return rule{"nat", Chain, spec}
 }
 
+// hairpinRule masquerades a container's connection to its own published port: after DNAT
+// the packet goes back to the container it came from, which would answer itself directly
+// (the reply would skip the un-DNAT) unless the source is rewritten to the bridge's address,
+// as Docker's hairpin=true rules do.
+func hairpinRule(id string, p Port, ip string) rule {
+	return rule{"nat", "POSTROUTING", []string{"-s", ip, "-d", ip, "-p", p.Proto, "--dport", fmt.Sprint(p.Container),
+		"-m", "comment", "--comment", containerTag(id), "-j", "MASQUERADE"}}
+}
+
+// ownRules are every rule tagged with the container's id: its DNATs and hairpin masquerades.
+func ownRules(ipt *iptables.IPTables, id string) ([]rule, error) {
+	var out []rule
+	for _, c := range []string{Chain, "POSTROUTING"} {
+		rs, err := taggedRules(ipt, "nat", c, containerTag(id))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rs...)
+	}
+	return out, nil
+}
+
 func newIPT() (*iptables.IPTables, error) {
 	ipt, err := iptables.New()
 	if err != nil {

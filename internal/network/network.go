@@ -18,6 +18,7 @@ import (
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/hardway/hardway/internal/cli"
 	"github.com/hardway/hardway/internal/fsutil"
@@ -160,8 +161,34 @@ func Add(id, subnet string, ports []Port) (string, error) {
 		if err := appendRule(ipt, fmt.Sprintf("publish %s → %s:%d", p, ip, p.Container), portRule(id, p, ip.String())); err != nil {
 			return "", err
 		}
+		if err := appendRule(ipt, fmt.Sprintf("hairpin: let %s reach its own published port %d", id, p.Host), hairpinRule(id, p, ip.String())); err != nil {
+			return "", err
+		}
+		if p.Proto == "udp" {
+			if err := flushUDP(p.Host); err != nil {
+				return "", err
+			}
+		}
 	}
 	return nsPath, nil
+}
+
+// flushUDP forgets the conntrack entries of UDP packets already sent to the host port:
+// NAT is decided on a flow's first packet, so a client that sent before the DNAT existed
+// would keep missing the container for as long as its entry lives (CNI portmap does the same).
+func flushUDP(port int) error {
+	f := &netlink.ConntrackFilter{}
+	if err := f.AddProtocol(17); err != nil {
+		return err
+	}
+	if err := f.AddPort(netlink.ConntrackOrigDstPort, uint16(port)); err != nil {
+		return err
+	}
+	trace.Step(fmt.Sprintf("forget UDP flows to port %d that predate the DNAT", port), fmt.Sprintf("conntrack -D -p udp --dport %d", port))
+	if _, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, f); err != nil {
+		return fmt.Errorf("flush conntrack for udp port %d: %w", port, err)
+	}
+	return nil
 }
 
 func nthIP(sn *net.IPNet, n uint32) net.IP {
@@ -267,6 +294,14 @@ func ensureVeth(id string, h *netlink.Handle, ns netns.NsHandle, br netlink.Link
 			return err
 		}
 	}
+	// Hairpin lets a frame leave by the port it came in on: a container that reaches its own
+	// published port through the host's address gets its answer back on its own veth.
+	if pi, err := netlink.LinkGetProtinfo(l); err != nil || !pi.Hairpin {
+		trace.Step("let the container reach itself through the bridge (hairpin)", "ip link set "+host+" type bridge_slave hairpin on")
+		if err := netlink.LinkSetHairpin(l, true); err != nil {
+			return fmt.Errorf("hairpin on %s: %w", host, err)
+		}
+	}
 	if l.Attrs().Flags&net.FlagUp == 0 {
 		trace.Step("bring the host end up", "ip link set "+host+" up")
 		return netlink.LinkSetUp(l)
@@ -327,12 +362,12 @@ func Del(id string) error {
 	if err != nil {
 		return err
 	}
-	rules, err := taggedRules(ipt, "nat", Chain, containerTag(id))
+	rules, err := ownRules(ipt, id)
 	if err != nil {
 		return err
 	}
 	for _, r := range rules {
-		if err := deleteRule(ipt, "unpublish a port of "+id, r); err != nil {
+		if err := deleteRule(ipt, "remove a rule of "+id, r); err != nil {
 			return err
 		}
 	}

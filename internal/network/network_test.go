@@ -144,8 +144,9 @@ func TestAddPublishDel(t *testing.T) {
 	if got, _ := ContainerIP(id); got.String() != ip {
 		t.Errorf("second add changed the address to %v", got)
 	}
-	if n := strings.Count(run(t, host, "iptables", "-t", "nat", "-S"), "hardway:"+id); n != 1 {
-		t.Errorf("%d rules tagged hardway:%s after two adds, want 1", n, id)
+	// One port: its DNAT and its hairpin MASQUERADE.
+	if n := strings.Count(run(t, host, "iptables", "-t", "nat", "-S"), "hardway:"+id); n != 2 {
+		t.Errorf("%d rules tagged hardway:%s after two adds, want 2", n, id)
 	}
 	show := netsetup(t, host, "show", id)
 	for _, want := range []string{ip, HostVeth(id), "default via 10.29.0.1", "--dport 8080"} {
@@ -240,5 +241,96 @@ func TestParsePort(t *testing.T) {
 		if _, err := ParsePort(in); err == nil {
 			t.Errorf("ParsePort(%q) accepted", in)
 		}
+	}
+}
+
+// dialFrom is dial run inside the container's netns id.
+func dialFrom(t *testing.T, id, addr, port string) string {
+	t.Helper()
+	var out []byte
+	for i := 0; i < 50; i++ {
+		out, _ = exec.Command("nsenter", "--net="+state.NetnsPath(id), "--", "busybox", "nc", "-w", "2", addr, port).Output()
+		if len(out) > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// udpAsk sends one datagram from the host-playing netns and returns the answer.
+func udpAsk(t *testing.T, host, addr, port string, tries int) string {
+	t.Helper()
+	var out []byte
+	for i := 0; i < tries; i++ {
+		// A fixed source port: every try is the same conntrack flow.
+		cmd := testutil.InNetns(host, "socat", "-T1", "-", "UDP4:"+addr+":"+port+",sourceport=40000,reuseaddr")
+		cmd.Stdin = strings.NewReader("ping\n")
+		out, _ = cmd.Output()
+		if len(out) > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func TestHairpinTwoContainersAndUDP(t *testing.T) {
+	host := setup(t)
+	before := iptablesState(t, host)
+	// The host's own address, as eth0's would be on a real machine (on lo: the kernel here
+	// has no dummy links, and any local address is what the DNAT matches).
+	run(t, host, "ip", "addr", "add", "198.51.100.1/32", "dev", "lo")
+	a, b := testutil.ID("hpa"), testutil.ID("hpb")
+	for _, id := range []string{a, b} {
+		id := id
+		t.Cleanup(func() { testutil.InNetns(host, netsetupBin, "del", id).Run() })
+	}
+	netsetup(t, host, "add", a, "-p", "8080:80")
+	netsetup(t, host, "add", b)
+	ipB, err := ContainerIP(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, a, "80", "hello-a")
+	serve(t, b, "80", "hello-b")
+	udp := exec.Command("nsenter", "--net="+state.NetnsPath(a), "--", "socat", "UDP4-RECVFROM:53,fork", "SYSTEM:echo pong")
+	if err := udp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { udp.Process.Kill(); udp.Wait() })
+	// A UDP flow to 5353 before it is published: conntrack remembers it un-NATed, so the
+	// publish must flush it for the same flow to reach the container afterwards.
+	if got := udpAsk(t, host, "127.0.0.1", "5353", 1); got != "" {
+		t.Fatalf("udp 5353 answered %q before it was published", got)
+	}
+	netsetup(t, host, "add", a, "-p", "8080:80", "-p", "5353:53/udp")
+
+	if got := dial(t, host, "198.51.100.1", "8080"); got != "hello-a" {
+		t.Errorf("published port via the host address 198.51.100.1:8080: got %q", got)
+	}
+	for _, addr := range []string{"198.51.100.1", "10.29.0.1"} {
+		if got := dialFrom(t, a, addr, "8080"); got != "hello-a" {
+			t.Errorf("hairpin: %s to its own published port %s:8080: got %q", a, addr, got)
+		}
+	}
+	if got := dialFrom(t, a, ipB.String(), "80"); got != "hello-b" {
+		t.Errorf("%s to %s (%s:80): got %q", a, b, ipB, got)
+	}
+	for _, addr := range []string{"198.51.100.1", "127.0.0.1"} {
+		if got := udpAsk(t, host, addr, "5353", 30); got != "pong" {
+			t.Errorf("udp published port via %s:5353: got %q", addr, got)
+		}
+	}
+	show := netsetup(t, host, "show", a)
+	for _, want := range []string{"hairpin on", "gateway 10.29.0.1/16", "--dport 5353", "-p udp", "POSTROUTING -s", "-j MASQUERADE"} {
+		if !strings.Contains(show, want) {
+			t.Errorf("show lacks %q:\n%s", want, show)
+		}
+	}
+	netsetup(t, host, "del", a)
+	netsetup(t, host, "del", b)
+	if after := iptablesState(t, host); after != before {
+		t.Errorf("iptables differ after del:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }

@@ -18,7 +18,9 @@ type Info struct {
 	Netns    string   `json:"netns"`
 	IP       string   `json:"ip"`
 	Bridge   string   `json:"bridge"`
+	Gateway  string   `json:"gateway"`
 	HostVeth string   `json:"hostVeth"`
+	Hairpin  bool     `json:"hairpin"`
 	Peer     string   `json:"peer"`
 	Routes   []string `json:"routes"`
 	Rules    []string `json:"rules"`
@@ -40,8 +42,15 @@ func Show(id string) (*Info, error) {
 	if ip != nil {
 		in.IP = ip.String()
 	}
-	if _, err := netlink.LinkByName(in.HostVeth); err != nil {
+	if l, err := netlink.LinkByName(in.HostVeth); err != nil {
 		in.HostVeth += " (missing)"
+	} else if pi, err := netlink.LinkGetProtinfo(l); err == nil {
+		in.Hairpin = pi.Hairpin
+	}
+	if br, err := netlink.LinkByName(in.Bridge); err == nil {
+		if addrs, _ := netlink.AddrList(br, netlink.FAMILY_V4); len(addrs) > 0 {
+			in.Gateway = addrs[0].IPNet.String()
+		}
 	}
 	if ns, err := netns.GetFromPath(in.Netns); err == nil {
 		defer ns.Close()
@@ -56,9 +65,9 @@ func Show(id string) (*Info, error) {
 		in.Netns += " (missing)"
 	}
 	if ipt, err := newIPT(); err == nil {
-		rules, _ := taggedRules(ipt, "nat", Chain, containerTag(id))
+		rules, _ := ownRules(ipt, id)
 		for _, r := range rules {
-			in.Rules = append(in.Rules, "iptables -t nat -A "+r.chain+" "+strings.Join(r.spec, " "))
+			in.Rules = append(in.Rules, "iptables -t "+r.table+" -A "+r.chain+" "+strings.Join(r.spec, " "))
 		}
 	}
 	return in, nil
@@ -88,7 +97,12 @@ func WriteInfo(w io.Writer, in *Info) error {
 	fmt.Fprintf(&b, "container: %s\n", in.ID)
 	fmt.Fprintf(&b, "netns:     %s\n", in.Netns)
 	fmt.Fprintf(&b, "address:   %s\n", orNone(in.IP))
-	fmt.Fprintf(&b, "veth:      %s (host, on bridge %s) <-> %s (in the netns)\n", in.HostVeth, in.Bridge, in.Peer)
+	hp := ""
+	if in.Hairpin {
+		hp = ", hairpin on"
+	}
+	fmt.Fprintf(&b, "veth:      %s (host, on bridge %s%s) <-> %s (in the netns)\n", in.HostVeth, in.Bridge, hp, in.Peer)
+	fmt.Fprintf(&b, "bridge:    %s, gateway %s\n", in.Bridge, orNone(in.Gateway))
 	fmt.Fprintf(&b, "routes:\n")
 	for _, r := range in.Routes {
 		fmt.Fprintf(&b, "  %s\n", r)

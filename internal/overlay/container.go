@@ -7,8 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
-	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -17,6 +15,7 @@ import (
 	"github.com/hardway/hardway/internal/cli"
 	"github.com/hardway/hardway/internal/fsutil"
 	"github.com/hardway/hardway/internal/layout"
+	"github.com/hardway/hardway/internal/mountinfo"
 	"github.com/hardway/hardway/internal/state"
 	"github.com/hardway/hardway/internal/trace"
 )
@@ -29,8 +28,9 @@ type Options struct {
 	Tty      bool
 }
 
-// Create makes the container's bundle: upper/ and work/ dirs, the merged overlay mount on
-// rootfs/, hostname, hosts, resolv.conf and config.json. It returns the bundle dir. On a
+// Create makes the container's bundle: upper/, work/ and init/ (Docker's <id>-init layer)
+// dirs, the merged overlay mount on rootfs/, hostname, hosts, resolv.conf and config.json
+// (a named image User is looked up in the merged root's /etc/passwd and /etc/group). It returns the bundle dir. On a
 // bundle that already exists for the same image it only makes sure rootfs is mounted.
 func Create(im *layout.Image, o Options) (string, error) {
 	if err := state.ValidID(o.ID); err != nil {
@@ -63,91 +63,92 @@ func Create(im *layout.Image, o Options) (string, error) {
 				"container %s already exists with image %s", o.ID, got)
 		}
 	case errors.Is(err, fs.ErrNotExist):
-		// New (or half made by an interrupted run): build it; config.json comes last among
-		// the files and records the image, so a re-run knows the bundle is ours.
-		if err := os.MkdirAll(state.ContainersDir(), 0o711); err != nil {
-			return "", err
-		}
-		if err := os.Mkdir(dir, 0o710); err != nil && !errors.Is(err, fs.ErrExist) {
-			return "", err
-		}
-		for _, d := range []string{"upper", "work", "rootfs"} {
-			if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-				return "", err
+		// New (or half made by an interrupted run): build it. config.json comes last and
+		// records the image, so a re-run knows the bundle is ours; a failure before it
+		// takes everything down again.
+		if err := build(im, o, layers, dir); err != nil {
+			if rerr := remove(o.ID); rerr != nil {
+				return "", fmt.Errorf("%w (and cleaning up: %v)", err, rerr)
 			}
-		}
-		host := o.Hostname
-		if host == "" {
-			host = o.ID
-		}
-		if err := bundle.WriteEtc(dir, host); err != nil {
 			return "", err
 		}
-		spec, err := bundle.Spec(dir, im.Config.Config, bundle.Options{
-			ID: o.ID, Hostname: host, Image: im.Handle(), Cmd: o.Cmd, Tty: o.Tty,
-		})
-		if err != nil {
-			return "", err
-		}
-		sb, err := json.MarshalIndent(spec, "", "  ")
-		if err != nil {
-			return "", err
-		}
-		trace.Step("write the OCI runtime spec (process, mounts, namespaces, capabilities)", "cat > "+trace.Quote(cfgPath)+" <<EOF …")
-		if err := fsutil.WriteFileAtomic(cfgPath, append(sb, '\n'), 0o644); err != nil {
-			return "", err
-		}
+		return dir, nil
 	default:
 		return "", err
 	}
+	return dir, ensureMounted(layers, dir)
+}
 
-	rootfs := filepath.Join(dir, "rootfs")
-	mounted, err := IsMounted(rootfs)
+// build makes a new bundle in dir: upper, work, init layer, the mount, the etc files and,
+// last, config.json.
+func build(im *layout.Image, o Options, layers []Layer, dir string) error {
+	if err := os.MkdirAll(state.ContainersDir(), 0o711); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o710); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	for _, d := range []string{"upper", "work", "rootfs", "init"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+	}
+	if err := writeInitLayer(filepath.Join(dir, "init")); err != nil {
+		return err
+	}
+	if err := ensureMounted(layers, dir); err != nil {
+		return err
+	}
+	host := o.Hostname
+	if host == "" {
+		host = o.ID
+	}
+	if err := bundle.WriteEtc(dir, host); err != nil {
+		return err
+	}
+	spec, err := bundle.Spec(dir, im.Config.Config, bundle.Options{
+		ID: o.ID, Hostname: host, Image: im.Handle(), Cmd: o.Cmd, Tty: o.Tty,
+		Rootfs: filepath.Join(dir, "rootfs"),
+	})
 	if err != nil {
-		return "", err
+		return err
+	}
+	sb, err := json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(dir, "config.json")
+	trace.Step("write the OCI runtime spec (process, mounts, namespaces, capabilities)", "cat > "+trace.Quote(cfgPath)+" <<EOF …")
+	return fsutil.WriteFileAtomic(cfgPath, append(sb, '\n'), 0o644)
+}
+
+// ensureMounted mounts the merged root on dir/rootfs unless it already is: the container's
+// init layer over the image's layers (top first), under dir/upper.
+func ensureMounted(layers []Layer, dir string) error {
+	rootfs := filepath.Join(dir, "rootfs")
+	mounted, err := mountinfo.Mounted(rootfs)
+	if err != nil {
+		return err
 	}
 	if mounted {
 		trace.Stepf("%s is already mounted", rootfs)
-		return dir, nil
+		return nil
 	}
-	if err := mountOverlay(layers, dir, rootfs); err != nil {
-		return "", err
-	}
-	return dir, nil
-}
-
-// mountOverlay mounts the layers (top first as lowerdir) under dir's upper and work on
-// rootfs. The lowerdirs are the relative l/<SHORT> links, resolved from the overlay store's
-// dir: that is why the mount happens with that dir as cwd, on a thread of its own.
-func mountOverlay(layers []Layer, dir, rootfs string) error {
-	lowers := make([]string, len(layers))
-	for i, l := range layers {
-		lowers[len(layers)-1-i] = "l/" + l.Link
-	}
-	data := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s,index=off",
-		strings.Join(lowers, ":"), filepath.Join(dir, "upper"), filepath.Join(dir, "work"))
-	home := state.OverlayDir()
-	trace.Step(fmt.Sprintf("mount the merged root (%d layer(s), top first)", len(layers)),
-		"cd "+trace.Quote(home)+" && "+trace.Cmd("mount", "-t", "overlay", "overlay", "-o", data, rootfs))
-	errc := make(chan error, 1)
-	go func() {
-		// The thread's cwd is changed only after unshare(CLONE_FS) detaches it from the rest
-		// of the process; the thread is never unlocked, so Go discards it afterwards.
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_FS); err != nil {
-			errc <- fmt.Errorf("unshare(CLONE_FS): %w", err)
-			return
+	initDir := filepath.Join(dir, "init")
+	if _, err := os.Stat(initDir); errors.Is(err, fs.ErrNotExist) {
+		// A bundle made before the init layer existed: give it one.
+		if err := os.Mkdir(initDir, 0o755); err != nil {
+			return err
 		}
-		if err := unix.Chdir(home); err != nil {
-			errc <- err
-			return
+		if err := writeInitLayer(initDir); err != nil {
+			return err
 		}
-		errc <- unix.Mount("overlay", rootfs, "overlay", 0, data)
-	}()
-	if err := <-errc; err != nil {
-		return fmt.Errorf("mount -t overlay on %s: %w", rootfs, err)
 	}
-	return nil
+	lowers := []string{initDir}
+	for i := len(layers) - 1; i >= 0; i-- {
+		lowers = append(lowers, "l/"+layers[i].Link)
+	}
+	return mountOverlay(lowers, filepath.Join(dir, "upper"), filepath.Join(dir, "work"), rootfs)
 }
 
 // lockContainers serialises making and removing bundles, so two runs for one id never
@@ -162,15 +163,20 @@ func Remove(id string) error {
 	if err := state.ValidID(id); err != nil {
 		return err
 	}
-	dir := state.ContainerDir(id)
-	rootfs := filepath.Join(dir, "rootfs")
 	lk, err := lockContainers()
 	if err != nil {
 		return err
 	}
 	defer lk.Unlock()
+	return remove(id)
+}
+
+// remove is Remove under the containers lock.
+func remove(id string) error {
+	dir := state.ContainerDir(id)
+	rootfs := filepath.Join(dir, "rootfs")
 	for range 8 { // a rootfs can be mounted more than once (stacked)
-		mounted, err := IsMounted(rootfs)
+		mounted, err := mountinfo.Mounted(rootfs)
 		if err != nil {
 			return err
 		}
@@ -187,7 +193,7 @@ func Remove(id string) error {
 			return fmt.Errorf("umount %s: %w", rootfs, err)
 		}
 	}
-	if mounted, err := IsMounted(rootfs); err != nil || mounted {
+	if mounted, err := mountinfo.Mounted(rootfs); err != nil || mounted {
 		return fmt.Errorf("%s is still mounted: not removing %s", rootfs, dir)
 	}
 	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {

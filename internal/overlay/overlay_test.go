@@ -20,6 +20,7 @@ import (
 	"github.com/hardway/hardway/internal/layer"
 	lt "github.com/hardway/hardway/internal/layer/layertest"
 	"github.com/hardway/hardway/internal/layout"
+	"github.com/hardway/hardway/internal/mountinfo"
 	"github.com/hardway/hardway/internal/overlay"
 	"github.com/hardway/hardway/internal/state"
 	"github.com/hardway/hardway/internal/testutil"
@@ -169,7 +170,7 @@ func TestUnpackDiffIDMismatch(t *testing.T) {
 
 func mounted(t *testing.T, dir string) bool {
 	t.Helper()
-	m, err := overlay.IsMounted(dir)
+	m, err := mountinfo.Mounted(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
@@ -106,9 +105,12 @@ func UnpackWith(im *layout.Image, o UnpackOptions) ([]Layer, error) {
 			return nil, err
 		}
 	}
+	lowers := make([]string, n) // computed before any goroutine may change a Link
+	for i := range n {
+		lowers[i] = lowersOf(out[:i])
+	}
 	budget := layer.NewBudget(o.MaxSize)
 	errs := make([]error, n)
-	var failed atomic.Bool
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, o.Jobs)
 	for i := range n {
@@ -120,24 +122,20 @@ func UnpackWith(im *layout.Image, o UnpackOptions) ([]Layer, error) {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if failed.Load() {
-				return // one layer failed: the image cannot be used, start no more
-			}
-			link, err := unpackLayer(im, i, chains[i], out[i].Link, lowersOf(out[:i]), budget)
+			// A layer that fails does not stop the others: each good one is kept (it is
+			// content-addressed, the next image may share it) and the budget bounds the work.
+			link, err := unpackLayer(im, i, chains[i], out[i].Link, lowers[i], budget)
 			if err != nil {
 				errs[i] = err
-				failed.Store(true)
 				return
 			}
 			out[i].Link = link
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		for _, e := range errs { // the bottom-most failure, the one a learner fixes first
-			if e != nil {
-				return nil, e
-			}
+	for _, err := range errs { // the bottom-most failure, the one a learner fixes first
+		if err != nil {
+			return nil, err
 		}
 	}
 	for i, l := range out {

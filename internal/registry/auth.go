@@ -27,6 +27,9 @@ const (
 	minTokenLife = 60 * time.Second
 )
 
+// timeNow is the clock tokens expire by; a test moves it.
+var timeNow = time.Now
+
 // creds are what ~/.docker/config.json holds for one registry.
 type creds struct {
 	Username, Password string
@@ -130,7 +133,7 @@ func (a *authState) header(ctx context.Context) string {
 	case "basic":
 		return "Basic " + base64.StdEncoding.EncodeToString([]byte(a.creds.Username+":"+a.creds.Password))
 	case "bearer":
-		if a.token != "" && time.Now().After(a.expires) {
+		if a.token != "" && timeNow().After(a.expires) {
 			trace.Step("the token has expired: ask the realm for a new one")
 			if err := a.fetchToken(ctx); err != nil {
 				a.token = "" // the request goes without, and its 401 says why
@@ -215,7 +218,7 @@ func (a *authState) challenge(ctx context.Context, values []string) error {
 				a.scopes = append([]string{s}, a.scopes...)
 			}
 		}
-		if a.scheme == "bearer" && a.token != "" && !newScope && time.Now().Before(a.expires) {
+		if a.scheme == "bearer" && a.token != "" && !newScope && timeNow().Before(a.expires) {
 			return a.denied()
 		}
 		a.scheme, a.realm, a.service = "bearer", realm, bearer.params["service"]
@@ -267,6 +270,9 @@ func (a *authState) fetchToken(ctx context.Context) error {
 	u, err := url.Parse(a.realm)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return fmt.Errorf("%s: bad token realm %q", a.c.base, a.realm)
+	}
+	if err := a.c.checkTarget(u); err != nil {
+		return fmt.Errorf("token realm %s: %w", a.realm, err)
 	}
 	var req *http.Request
 	if a.creds.IdentityToken != "" {
@@ -336,7 +342,7 @@ func (a *authState) fetchToken(ctx context.Context) error {
 		life = minTokenLife
 	}
 	// Refresh a little early so a token does not die in flight.
-	a.expires = time.Now().Add(life - life/10)
+	a.expires = timeNow().Add(life - life/10)
 	trace.Step(fmt.Sprintf("got a token valid for %s; every request now carries Authorization: Bearer …", life))
 	return nil
 }

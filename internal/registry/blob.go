@@ -7,11 +7,14 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/hardway/hardway/internal/cli"
 	"github.com/hardway/hardway/internal/layout"
 	"github.com/hardway/hardway/internal/trace"
 )
+
+var timeAfter = time.After
 
 // parallelBlobs bounds the concurrent blob downloads.
 const parallelBlobs = 3
@@ -20,6 +23,9 @@ const parallelBlobs = 3
 // to count against the retries (containers/image's rule): a slow but moving transfer goes
 // on, a drip or a flapping server runs out of tries.
 const progressResetsBudget = 1 << 20
+
+// copyBufs are the download buffers: bigger than io.Copy's 32 KiB, for fewer writes.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // fetchBlobs brings every blob into the store, a few at a time, skipping those already
 // there and verified. The first failure stops the rest.
@@ -45,10 +51,10 @@ func (c *client) fetchBlobs(ctx context.Context, blobs []Blob, prog *progress) e
 			bar.set("already exists")
 			continue
 		}
+		sem <- struct{}{} // taken here, in order: the config first, then the layers
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sem <- struct{}{}
 			defer func() { <-sem }()
 			err := c.fetchBlob(ctx, b, bar)
 			if err != nil {
@@ -91,8 +97,12 @@ func (c *client) fetchBlob(ctx context.Context, b *Blob, bar *bar) error {
 	}
 	committed := false
 	defer func() {
-		if !committed {
-			p.Close() // keep what verified so far for the next pull
+		switch {
+		case committed:
+		case p.Size() == 0:
+			p.Discard() // nothing worth keeping
+		default:
+			p.Close() // keep the bytes for the next pull to go on from
 		}
 	}()
 	if p.Size() > 0 {
@@ -134,7 +144,7 @@ func (c *client) fetchBlob(ctx context.Context, b *Blob, bar *bar) error {
 	}
 	committed = true
 	trace.Step(fmt.Sprintf("verified: %d bytes hashing to %s; rename into place", b.Size, short(b.Digest)),
-		"echo "+b.Digest.Encoded()+" "+layout.PartialPath(b.Digest)+" | sha256sum -c",
+		"echo "+trace.Quote(b.Digest.Encoded()+"  "+layout.PartialPath(b.Digest))+" | sha256sum -c",
 		trace.Cmd("mv", layout.PartialPath(b.Digest), layout.BlobPath(b.Digest)))
 	bar.set("done")
 	b.Fetched = true
@@ -165,7 +175,10 @@ func (c *client) fetchRange(ctx context.Context, url string, b *Blob, p *layout.
 			// Splicing a range we did not ask for would corrupt the blob: start over.
 			trace.Step(fmt.Sprintf("the registry answered Content-Range %q, not %q: throw the %d bytes away and start over", cr, want, off))
 			bar.add(-off)
-			return 0, p.Reset()
+			if err := p.Reset(); err != nil {
+				return 0, &fatalError{err}
+			}
+			return 0, fmt.Errorf("the registry answered the wrong range %q", cr)
 		}
 		trace.Step(fmt.Sprintf("206 Partial Content, %s: append to the %d bytes we have", want, off))
 	case resp.StatusCode == http.StatusOK:
@@ -176,6 +189,8 @@ func (c *client) fetchRange(ctx context.Context, url string, b *Blob, p *layout.
 				return 0, &fatalError{err}
 			}
 		}
+	case resp.StatusCode == http.StatusUnauthorized:
+		return 0, &fatalError{c.auth.refused(resp)}
 	default:
 		return 0, &fatalError{statusError(resp, b.Kind+" "+b.Digest.String())}
 	}
@@ -186,7 +201,9 @@ func (c *client) fetchRange(ctx context.Context, url string, b *Blob, p *layout.
 			"it announces %d bytes where the descriptor leaves %d", resp.ContentLength, remaining)}
 	}
 	// One byte more than promised shows a body that is too long; Commit refuses it.
-	n, err := io.Copy(io.MultiWriter(p, bar), io.LimitReader(resp.Body, remaining+1))
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	n, err := io.CopyBuffer(io.MultiWriter(p, bar), io.LimitReader(resp.Body, remaining+1), *buf)
 	if err != nil {
 		return n, err
 	}

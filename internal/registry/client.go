@@ -118,6 +118,9 @@ func (c *client) checkRedirect(req *http.Request, via []*http.Request) error {
 	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
 		return &redirectError{fmt.Sprintf("refusing a redirect to %s: only http and https", req.URL.Scheme)}
 	}
+	if err := c.checkTarget(req.URL); err != nil {
+		return err
+	}
 	note := ""
 	if req.URL.Host != c.host {
 		req.Header.Del("Authorization")
@@ -125,6 +128,34 @@ func (c *client) checkRedirect(req *http.Request, via []*http.Request) error {
 	}
 	trace.Step("the registry redirects to "+req.URL.Host+note, trace.Cmd("curl", "-sL", req.URL.String()))
 	return nil
+}
+
+// checkTarget refuses a redirect or a token realm that points at an address a registry
+// has no business sending us to (ggcr's guard against server-side request forgery): a
+// link-local or unspecified IP literal (cloud metadata lives at 169.254.169.254) always, and
+// a loopback or private one unless the registry itself is on such an address.
+func (c *client) checkTarget(u *url.URL) error {
+	ip := net.ParseIP(u.Hostname())
+	if ip == nil {
+		return nil
+	}
+	if ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() {
+		return &redirectError{fmt.Sprintf("refusing to be sent to the link-local or unspecified address %s", u.Host)}
+	}
+	if ip.IsLoopback() || ip.IsPrivate() {
+		reg := net.ParseIP(strings.Trim(hostOnly(c.host), "[]"))
+		if !isLocal(c.host) && (reg == nil || !(reg.IsLoopback() || reg.IsPrivate())) {
+			return &redirectError{fmt.Sprintf("refusing to be sent from %s to the private address %s", c.host, u.Host)}
+		}
+	}
+	return nil
+}
+
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
 }
 
 // isLocal reports whether host (with an optional port) is the loopback, which is spoken to

@@ -8,8 +8,6 @@ import (
 	"time"
 )
 
-var timeAfter = time.After
-
 // progress draws one bar per blob on a terminal, redrawing them in place a few times a
 // second. A nil *progress (no terminal) draws nothing.
 type progress struct {

@@ -29,6 +29,9 @@ var acceptTypes = []string{
 	ocispec.MediaTypeImageIndex,
 }
 
+// maxIndexDepth bounds how deep indexes inside indexes are followed.
+const maxIndexDepth = 4
+
 // Docker's schema1 manifests, which pull refuses.
 const (
 	mediaTypeSchema1       = "application/vnd.docker.distribution.manifest.v1+json"
@@ -98,7 +101,11 @@ func Pull(ctx context.Context, ref reference.Reference, opts Options) (*Result, 
 	res := &Result{Reference: ref.String(), RefName: ref.RefName()}
 	desc := ocispec.Descriptor{MediaType: mt, Digest: d, Size: int64(len(body))}
 
-	if isIndex(mt) {
+	var plat *ocispec.Platform
+	for depth := 0; isIndex(mt); depth++ {
+		if depth == maxIndexDepth {
+			return nil, fmt.Errorf("%s: indexes nested more than %d deep; refusing", ref, maxIndexDepth)
+		}
 		var idx ocispec.Index
 		if err := json.Unmarshal(body, &idx); err != nil {
 			return nil, fmt.Errorf("index %s: %w", d, err)
@@ -107,13 +114,23 @@ func Pull(ctx context.Context, ref reference.Reference, opts Options) (*Result, 
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", ref, err)
 		}
-		trace.Step(fmt.Sprintf("%s is an index of %d manifests: pick %s → %s", ref, len(idx.Manifests), want, short(pick.Digest)),
+		var choices []string
+		for _, m := range idx.Manifests {
+			if m.Platform != nil {
+				choices = append(choices, Platform{m.Platform.OS, m.Platform.Architecture, m.Platform.Variant}.String())
+			} else if isIndex(m.MediaType) {
+				choices = append(choices, "an index")
+			}
+		}
+		trace.Step(fmt.Sprintf("%s is an index of %d manifests (%s): pick %s → %s, and keep the index too", short(d), len(idx.Manifests), strings.Join(choices, ", "), want, short(pick.Digest)),
 			trace.Cmd("jq", ".manifests[] | select(.platform.os==\""+want.OS+"\" and .platform.architecture==\""+want.Architecture+"\")"))
 		if _, err := layout.PutBlob(body); err != nil {
 			return nil, fmt.Errorf("store index %s: %w", d, err)
 		}
-		indexDesc := desc
-		res.Index = &indexDesc
+		if res.Index == nil {
+			indexDesc := desc
+			res.Index = &indexDesc
+		}
 		body, mt, d, err = c.manifest(ctx, pick.Digest.String(), pick.MediaType)
 		if err != nil {
 			return nil, err
@@ -121,11 +138,11 @@ func Pull(ctx context.Context, ref reference.Reference, opts Options) (*Result, 
 		if d != pick.Digest || int64(len(body)) != pick.Size {
 			return nil, fmt.Errorf("manifest %s from the index came back as %d bytes hashing to %s", pick.Digest, len(body), d)
 		}
-		if isIndex(mt) {
-			return nil, fmt.Errorf("%s: index %s points at another index; nested indexes are not supported", ref, pick.Digest)
+		if pick.Platform != nil {
+			p := *pick.Platform
+			plat = &p
 		}
-		p := *pick.Platform
-		desc = ocispec.Descriptor{MediaType: mt, Digest: d, Size: int64(len(body)), Platform: &p}
+		desc = ocispec.Descriptor{MediaType: mt, Digest: d, Size: int64(len(body)), Platform: plat}
 	}
 
 	var m ocispec.Manifest
@@ -167,21 +184,43 @@ func (c *client) manifest(ctx context.Context, object, expectType string) ([]byt
 	accept := acceptTypes
 	trace.Step("fetch the manifest "+c.repo+":"+object+", accepting Docker schema2 and OCI manifests and indexes",
 		trace.Cmd("curl", "-s", "-H", "Accept: "+strings.Join(accept, ", "), url))
-	resp, err := c.do(ctx, http.MethodGet, url, http.Header{"Accept": {strings.Join(accept, ", ")}})
-	if err != nil {
-		return nil, "", "", err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		err := statusError(resp, "manifest "+c.repo+":"+object)
-		if resp.StatusCode == http.StatusNotFound {
-			return nil, "", "", cli.Hint(err, "check the name and tag: curl "+c.base+"/v2/"+c.repo+"/tags/list")
+	var (
+		resp *http.Response
+		body []byte
+	)
+	// A connection that breaks while the body arrives is retried like one that breaks
+	// before the answer (do retries those).
+	for attempt := 0; ; attempt++ {
+		var err error
+		resp, err = c.do(ctx, http.MethodGet, url, http.Header{"Accept": {strings.Join(accept, ", ")}})
+		if err != nil {
+			return nil, "", "", err
 		}
-		return nil, "", "", err
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxManifestBytes+1))
-	if err != nil {
-		return nil, "", "", fmt.Errorf("manifest %s: %w", object, err)
+		if resp.StatusCode != http.StatusOK {
+			defer resp.Body.Close()
+			err := statusError(resp, "manifest "+c.repo+":"+object)
+			switch resp.StatusCode {
+			case http.StatusNotFound:
+				return nil, "", "", cli.Hint(err, "check the name and tag: curl "+c.base+"/v2/"+c.repo+"/tags/list")
+			case http.StatusUnauthorized:
+				return nil, "", "", c.auth.refused(resp)
+			}
+			return nil, "", "", err
+		}
+		body, err = io.ReadAll(io.LimitReader(resp.Body, MaxManifestBytes+1))
+		resp.Body.Close()
+		if err == nil {
+			break
+		}
+		if !retryable(err) || attempt >= c.retries || ctx.Err() != nil {
+			return nil, "", "", fmt.Errorf("manifest %s: %w", object, err)
+		}
+		trace.Step(fmt.Sprintf("the manifest broke off (%v): ask again", err))
+		select {
+		case <-ctx.Done():
+			return nil, "", "", ctx.Err()
+		case <-timeAfter(c.backoff(attempt)):
+		}
 	}
 	if len(body) > MaxManifestBytes {
 		return nil, "", "", fmt.Errorf("manifest %s is larger than %d bytes; refusing it", object, MaxManifestBytes)
@@ -194,7 +233,11 @@ func (c *client) manifest(ctx context.Context, object, expectType string) ([]byt
 	if expectType != "" && expectType != mt {
 		return nil, "", "", fmt.Errorf("manifest %s is a %s, the index said %s", object, mt, expectType)
 	}
-	trace.Step(fmt.Sprintf("got %d bytes of %s; the digest is the sha256 of exactly those bytes: %s", len(body), mt, short(d)),
+	note := ""
+	if h := resp.Header.Get("Docker-Content-Digest"); h != "" && !strings.HasPrefix(object, "sha256:") {
+		note = " (its Docker-Content-Digest header is not trusted on a tag pull)"
+	}
+	trace.Step(fmt.Sprintf("%s: %d bytes of %s; the digest is the sha256 of exactly those bytes: %s%s", resp.Status, len(body), mt, short(d), note),
 		trace.Cmd("curl", "-s", "-H", "Accept: "+mt, url)+" | sha256sum")
 	return body, mt, d, nil
 }
@@ -269,7 +312,28 @@ func ParsePlatform(s string) (Platform, error) {
 	if len(parts) == 3 {
 		p.Variant = parts[2]
 	}
-	return p, nil
+	return p.normal(), nil
+}
+
+// normal spells a platform the way indexes do, as containerd's platform database does:
+// uname's x86_64 and aarch64, Debian's armhf, and arm64's default variant v8.
+func (p Platform) normal() Platform {
+	switch p.Architecture {
+	case "x86_64", "x86-64":
+		p.Architecture = "amd64"
+	case "aarch64":
+		p.Architecture = "arm64"
+	case "armhf":
+		p.Architecture, p.Variant = "arm", "v7"
+	case "armel":
+		p.Architecture, p.Variant = "arm", "v6"
+	case "i386", "i686":
+		p.Architecture = "386"
+	}
+	if p.Architecture == "arm64" && p.Variant == "v8" {
+		p.Variant = ""
+	}
+	return p
 }
 
 func pickPlatform(ms []ocispec.Descriptor, want Platform) (ocispec.Descriptor, error) {
@@ -278,11 +342,21 @@ func pickPlatform(ms []ocispec.Descriptor, want Platform) (ocispec.Descriptor, e
 		if m.Platform == nil {
 			continue
 		}
-		p := m.Platform
+		raw := Platform{m.Platform.OS, m.Platform.Architecture, m.Platform.Variant}
+		if raw.OS == "unknown" {
+			continue // buildx attestations, not images
+		}
+		p := raw.normal()
 		if p.OS == want.OS && p.Architecture == want.Architecture && (want.Variant == "" || p.Variant == want.Variant) {
 			return m, nil
 		}
-		have = append(have, Platform{p.OS, p.Architecture, p.Variant}.String())
+		have = append(have, raw.String())
+	}
+	// An index inside the index (no platform of its own) may hold the platform: look in it.
+	for _, m := range ms {
+		if m.Platform == nil && isIndex(m.MediaType) {
+			return m, nil
+		}
 	}
 	return ocispec.Descriptor{}, cli.Errorf("pick one with --platform", "no manifest for %s in the index (it has: %s)", want, strings.Join(have, ", "))
 }

@@ -41,6 +41,8 @@ func TestPullSeededImages(t *testing.T) {
 		addr + "/library/busybox-oci:latest": false,
 		addr + "/hardway/layered:latest":     false,
 		addr + "/hardway/multi:latest":       false,
+		addr + "/hardway/nested:latest":      false,
+		addr + "/hardway/plain:latest":       false,
 	}
 	for _, r := range refs {
 		if _, ok := want[r]; ok {
@@ -60,11 +62,11 @@ func TestPullSeededImages(t *testing.T) {
 			if err != nil {
 				t.Fatalf("pull %s: %v", ref, err)
 			}
-			oracle := testutil.CraneDigest(t, ref, "linux/amd64")
+			oracle := testutil.CraneDigest(t, strings.Replace(ref, "nested", "multi", 1), "linux/amd64")
 			if wantHandle := r.Name() + "@" + oracle; res.Handle != wantHandle {
 				t.Fatalf("handle %s, crane digest says %s", res.Handle, wantHandle)
 			}
-			if strings.Contains(ref, "multi") {
+			if strings.Contains(ref, "multi") || strings.Contains(ref, "nested") {
 				if res.Index == nil {
 					t.Fatal("multi is an index but the result names none")
 				}
@@ -86,8 +88,8 @@ func TestPullSeededImages(t *testing.T) {
 					t.Errorf("layer %s missing or damaged in the store", l.Digest)
 				}
 			}
-			if strings.Contains(ref, "layered") && len(im.Manifest.Layers) != 2 {
-				t.Errorf("layered has %d layers, want 2", len(im.Manifest.Layers))
+			if (strings.Contains(ref, "layered") || strings.Contains(ref, "plain")) && len(im.Manifest.Layers) != 2 {
+				t.Errorf("%s has %d layers, want 2", ref, len(im.Manifest.Layers))
 			}
 			if got := strings.Join(im.Config.Config.Cmd, " "); got != "sh" {
 				t.Errorf("config Cmd %q, want sh", got)

@@ -64,6 +64,7 @@ func lastCap() uintptr {
 // order runc uses: drop the bounding set while we still may, switch user keeping the
 // permitted set, then set the sets the process execs with.
 func setCredentials(p *specs.Process) error {
+	last := lastCap() // read once: it is a /proc file
 	var caps *specs.LinuxCapabilities = p.Capabilities
 	var bounding, effective, permitted, inheritable, ambient capSet
 	if caps != nil {
@@ -79,7 +80,7 @@ func setCredentials(p *specs.Process) error {
 		}
 		trace.Step(fmt.Sprintf("keep %d capabilities in the bounding set, drop the rest", len(caps.Bounding)),
 			"capsh --drop=… (prctl PR_CAPBSET_DROP for each capability not listed)")
-		for c := uintptr(0); c <= lastCap(); c++ {
+		for c := uintptr(0); c <= last; c++ {
 			if bounding&(1<<c) == 0 {
 				if err := unix.Prctl(unix.PR_CAPBSET_DROP, c, 0, 0, 0); err != nil {
 					return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
@@ -102,8 +103,12 @@ func setCredentials(p *specs.Process) error {
 	for i, g := range u.AdditionalGids {
 		gids[i] = int(g)
 	}
-	if err := unix.Setgroups(gids); err != nil {
-		return fmt.Errorf("setgroups: %w", err)
+	// In a user namespace whose setgroups is "deny", dropping groups is impossible and moot:
+	// the kernel ignores supplementary groups there that no gid_map line maps.
+	if len(gids) > 0 || !setgroupsDenied() {
+		if err := unix.Setgroups(gids); err != nil {
+			return fmt.Errorf("setgroups: %w", err)
+		}
 	}
 	if err := unix.Setresgid(int(u.GID), int(u.GID), int(u.GID)); err != nil {
 		return fmt.Errorf("setgid %d: %w", u.GID, err)
@@ -127,7 +132,7 @@ func setCredentials(p *specs.Process) error {
 		// The kernel raises an ambient capability only if it is permitted and inheritable;
 		// like runc, skip the others rather than fail.
 		ambient &= permitted & inheritable
-		for c := uintptr(0); c <= lastCap(); c++ {
+		for c := uintptr(0); c <= last; c++ {
 			if ambient&(1<<c) != 0 {
 				if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, c, 0, 0); err != nil {
 					return fmt.Errorf("raise ambient capability %d: %w", c, err)
@@ -142,4 +147,9 @@ func setCredentials(p *specs.Process) error {
 		}
 	}
 	return nil
+}
+
+func setgroupsDenied() bool {
+	b, err := os.ReadFile("/proc/self/setgroups")
+	return err == nil && strings.TrimSpace(string(b)) == "deny"
 }

@@ -20,9 +20,13 @@ import (
 // fresh copy of the binary, as runc does with `runc init`.
 const initArg = "__nsrun_init__"
 
+// noPivotArg after the bundle asks the init for moveRoot instead of pivotRoot.
+const noPivotArg = "--no-pivot"
+
 // MaybeInit runs the container's init when this process is one, and never returns then. It
 // must be called first thing in main.
 func MaybeInit() {
+	maybeJoiner()
 	if len(os.Args) < 3 || os.Args[1] != initArg {
 		return
 	}
@@ -31,13 +35,14 @@ func MaybeInit() {
 	trace.Setup("nsrun", false) // HARDWAY_TRACE, inherited from the parent, decides
 	unix.CloseOnExec(initErrFd)
 	errW := os.NewFile(initErrFd, "init-error")
-	err := initContainer(os.Args[2])
+	noPivot := len(os.Args) > 3 && os.Args[3] == noPivotArg
+	err := initContainer(os.Args[2], noPivot)
 	// initContainer returns only when it failed; the parent prints the text.
 	errW.Write([]byte(errText(err)))
 	os.Exit(1)
 }
 
-func initContainer(bundle string) error {
+func initContainer(bundle string, noPivot bool) error {
 	// Wait until the parent has put us in the cgroup, so everything from here on counts.
 	goR := os.NewFile(initGoFd, "init-go")
 	b := make([]byte, 1)
@@ -50,6 +55,13 @@ func initContainer(bundle string) error {
 	spec, bundle, err := LoadBundle(bundle)
 	if err != nil {
 		return err
+	}
+	if hasNamespace(spec, specs.CgroupNamespace) {
+		// Only now, inside the container's cgroup, so that cgroup becomes the root it sees.
+		trace.Step("make a cgroup namespace rooted at the container's cgroup", "unshare --cgroup")
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return fmt.Errorf("unshare the cgroup namespace: %w", err)
+		}
 	}
 	rootfs := spec.Root.Path
 	if !filepath.IsAbs(rootfs) {
@@ -87,16 +99,38 @@ func initContainer(bundle string) error {
 			return err
 		}
 	}
+	if spec.Linux != nil {
+		if err := createDevices(rootfs, spec.Linux.Devices); err != nil {
+			return err
+		}
+	}
 	if spec.Hostname != "" {
 		trace.Step("name the container in its own uts namespace", "hostname "+trace.Quote(spec.Hostname))
 		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
 			return fmt.Errorf("sethostname: %w", err)
 		}
 	}
-	if err := pivotRoot(rootfs); err != nil {
+	if spec.Domainname != "" {
+		trace.Step("set the NIS domain name in the uts namespace", "domainname "+trace.Quote(spec.Domainname))
+		if err := unix.Setdomainname([]byte(spec.Domainname)); err != nil {
+			return fmt.Errorf("setdomainname: %w", err)
+		}
+	}
+	if noPivot {
+		err = moveRoot(rootfs)
+	} else if err = pivotRoot(rootfs); errors.Is(err, unix.EINVAL) {
+		// pivot_root cannot take the root away from the initramfs (the rootfs filesystem,
+		// which can never be unmounted): that is where the old way still has to be used.
+		trace.Step("pivot_root refused with EINVAL (the root is the initramfs?): fall back to MS_MOVE + chroot")
+		err = moveRoot(rootfs)
+	}
+	if err != nil {
 		return err
 	}
 	if spec.Linux != nil {
+		if err := applySysctls(spec.Linux.Sysctl); err != nil {
+			return err
+		}
 		for _, p := range spec.Linux.ReadonlyPaths {
 			if err := readonlyPath(p); err != nil {
 				return err
@@ -114,7 +148,7 @@ func initContainer(bundle string) error {
 			return fmt.Errorf("remount / read-only: %w", err)
 		}
 	}
-	return execProcess(spec.Process)
+	return execProcess(spec)
 }
 
 // pivotRoot makes rootfs the root and detaches the old one, so no host path stays reachable.
@@ -139,7 +173,8 @@ func pivotRoot(rootfs string) error {
 }
 
 // execProcess becomes the container's process: cwd, environment, credentials, then execve.
-func execProcess(p *specs.Process) error {
+func execProcess(spec *specs.Spec) error {
+	p := spec.Process
 	os.Clearenv()
 	for _, kv := range p.Env {
 		if k, v, ok := strings.Cut(kv, "="); ok {
@@ -164,15 +199,36 @@ func execProcess(p *specs.Process) error {
 	if err := setRlimits(p.Rlimits); err != nil {
 		return err
 	}
+	if err := setOOMScoreAdj(p.OOMScoreAdj); err != nil {
+		return err
+	}
+	if p.User.Umask != nil {
+		unix.Umask(int(*p.User.Umask))
+	}
+	// Installing a filter needs CAP_SYS_ADMIN or no_new_privs. Without no_new_privs, load it
+	// while the init still has every capability; with it, as late as possible, so the
+	// filter sees only the final execve (runc's order).
+	filter := seccompFor(spec)
+	docker := spec.Linux == nil || spec.Linux.Seccomp == nil
+	if filter != nil && !p.NoNewPrivileges {
+		if err := loadSeccomp(filter, docker); err != nil {
+			return err
+		}
+	}
 	if err := setCredentials(p); err != nil {
 		return err
+	}
+	if filter != nil && p.NoNewPrivileges {
+		if err := loadSeccomp(filter, docker); err != nil {
+			return err
+		}
 	}
 	// Nothing of nsrun's may reach the container (CVE-2024-21626): every fd past stdio
 	// closes on exec, including the error pipe, whose closing tells the parent we made it.
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return fmt.Errorf("close_range: %w", err)
 	}
-	trace.Step("exec the container's command: it replaces the init as PID 1", trace.Cmd(append([]string{"exec"}, p.Args...)...))
+	trace.Step("exec the container's command: it replaces this process (for nsrun run, the init: PID 1)", trace.Cmd(append([]string{"exec"}, p.Args...)...))
 	err = unix.Exec(path, p.Args, os.Environ())
 	return fmt.Errorf("exec %s: %w", path, err)
 }
@@ -206,4 +262,15 @@ func executable(p string) error {
 		return errors.New("not an executable file")
 	}
 	return nil
+}
+
+func hasNamespace(spec *specs.Spec, t specs.LinuxNamespaceType) bool {
+	if spec.Linux != nil {
+		for _, ns := range spec.Linux.Namespaces {
+			if ns.Type == t {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -97,7 +97,17 @@ func mountOne(rootfs, bundle string, m specs.Mount) error {
 	if typ == "cgroup" {
 		return mountCgroups(rootfs, dest, flags, mountCmd("tmpfs", "tmpfs", dest, append(m.Options, "mode=755")))
 	}
-	return mountAt(rootfs, dest, src, typ, flags, prop, data, mountCmd(typ, src, dest, m.Options))
+	err = mountAt(rootfs, dest, src, typ, flags, prop, data, mountCmd(typ, src, dest, m.Options))
+	if typ == "sysfs" && errors.Is(err, unix.EPERM) {
+		// In a user namespace sysfs can be mounted only with a network namespace of that
+		// user namespace; with a joined one, bind the host's /sys read-only, as runc does.
+		trace.Step("sysfs needs a network namespace of our user namespace: bind the host's /sys instead")
+		err = mountAt(rootfs, dest, "/sys", "", unix.MS_BIND|unix.MS_REC, nil, "", mountCmd("bind", "/sys", dest, []string{"rbind"}))
+		if err == nil {
+			err = unix.Mount("", dest, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+		}
+	}
+	return err
 }
 
 // mountAt mounts onto dest through an O_PATH fd checked to lie inside rootfs, so a symlink

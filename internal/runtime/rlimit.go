@@ -1,7 +1,9 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
+	"os"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -25,8 +27,25 @@ func setRlimits(rls []specs.POSIXRlimit) error {
 		if !ok {
 			return fmt.Errorf("unknown rlimit %q in config.json", rl.Type)
 		}
-		trace.Step("limit "+rl.Type, fmt.Sprintf("prlimit --pid $$ --%s=%d:%d", rlimitFlag(rl.Type), rl.Soft, rl.Hard))
-		if err := unix.Setrlimit(res, &unix.Rlimit{Cur: rl.Soft, Max: rl.Hard}); err != nil {
+		soft, hard := rl.Soft, rl.Hard
+		if soft > hard {
+			return fmt.Errorf("config.json: %s soft limit %d is above its hard limit %d", rl.Type, soft, hard)
+		}
+		trace.Step("limit "+rl.Type, fmt.Sprintf("prlimit --pid $$ --%s=%d:%d", rlimitFlag(rl.Type), soft, hard))
+		err := unix.Setrlimit(res, &unix.Rlimit{Cur: soft, Max: hard})
+		if errors.Is(err, unix.EPERM) {
+			// Raising a hard limit needs CAP_SYS_RESOURCE, which this host's root may lack:
+			// run the container at the host's ceiling and say so, rather than not at all.
+			var cur unix.Rlimit
+			if unix.Getrlimit(res, &cur) == nil && hard > cur.Max {
+				hard = cur.Max
+				soft = min(soft, hard)
+				fmt.Fprintf(os.Stderr, "nsrun: warning: %s %d:%d clamped to %d:%d (raising the host's hard limit needs CAP_SYS_RESOURCE)\n",
+					rl.Type, rl.Soft, rl.Hard, soft, hard)
+				err = unix.Setrlimit(res, &unix.Rlimit{Cur: soft, Max: hard})
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("setrlimit %s: %w", rl.Type, err)
 		}
 	}

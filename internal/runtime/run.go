@@ -37,6 +37,8 @@ type Options struct {
 	Cgroup      string // put the container in cgroup hardway/ID
 	TTY         bool   // give the container a terminal
 	Interactive bool   // keep the container's stdin attached
+	Userns      bool   // run in a new user namespace with config.json's uid/gid maps
+	NoPivot     bool   // MS_MOVE + chroot instead of pivot_root
 }
 
 // Fds the init finds its two sync pipes on (the first ExtraFiles of the re-exec).
@@ -63,6 +65,21 @@ func Run(o Options) (err error) {
 	if spec.Process == nil || len(spec.Process.Args) == 0 {
 		return cli.Errorf("set process.args in config.json", "bundle %s has no process to run", bundle)
 	}
+	if err := checkSpec(spec, o.Userns); err != nil {
+		return err
+	}
+	if o.Netns == "" {
+		o.Netns = configNetns(spec)
+	}
+	if hasNamespace(spec, specs.UserNamespace) {
+		o.Userns = true
+	}
+	var maps *idMaps
+	if o.Userns {
+		if maps, err = userMaps(spec); err != nil {
+			return err
+		}
+	}
 
 	var con *console
 	if o.TTY {
@@ -70,7 +87,7 @@ func Run(o Options) (err error) {
 			return fmt.Errorf("allocate a terminal: %w", err)
 		}
 	}
-	cmd, goW, errR, err := startInit(o, bundle, con)
+	cmd, goW, errR, err := startInit(o, bundle, con, maps)
 	if err != nil {
 		if con != nil {
 			con.slave.Close()
@@ -84,6 +101,19 @@ func Run(o Options) (err error) {
 		defer con.close()
 	}
 
+	join := func(pid int) error {
+		if o.Cgroup == "" {
+			return nil
+		}
+		return cgroup.Join(o.Cgroup, pid)
+	}
+	return supervise(cmd, goW, errR, con, join, "let the init go on: it mounts, pivots and execs the container's command", &pid)
+}
+
+// supervise lets a started child (the init, or exec's joiner) go on once join has put it in
+// its cgroup, learns from the error pipe whether its execve succeeded, then forwards signals
+// to it and returns its exit status as Run does. *started is set once the process runs.
+func supervise(cmd *exec.Cmd, goW, errR *os.File, con *console, join func(pid int) error, step string, started *int) error {
 	// Forward the signals a user sends nsrun to the container from now on.
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
@@ -95,26 +125,24 @@ func Run(o Options) (err error) {
 		cmd.Wait()
 		return e
 	}
-	if o.Cgroup != "" {
-		if err := cgroup.Join(o.Cgroup, cmd.Process.Pid); err != nil {
-			return fail(err)
-		}
+	if err := join(cmd.Process.Pid); err != nil {
+		return fail(err)
 	}
-	trace.Step("let the init go on: it mounts, pivots and execs the container's command")
+	trace.Step(step)
 	if _, err := goW.Write([]byte{0}); err != nil {
 		return fail(fmt.Errorf("the container's init died before it started: %v", err))
 	}
 	goW.Close()
 
-	// The error pipe reaches EOF with no text when the init's execve succeeded (the write end
-	// is close-on-exec) and carries the reason when the init failed.
+	// The error pipe reaches EOF with no text when the child's execve succeeded (the write
+	// end is close-on-exec) and carries the reason when it failed.
 	msg, _ := io.ReadAll(errR)
 	if len(msg) > 0 {
 		cmd.Wait()
 		return errors.New(strings.TrimSpace(string(msg)))
 	}
-	pid = cmd.Process.Pid
-	reportSync(map[string]any{"pid": pid})
+	*started = cmd.Process.Pid
+	reportSync(map[string]any{"pid": *started})
 
 	done := make(chan struct{})
 	go func() {
@@ -177,7 +205,7 @@ func LoadBundle(dir string) (*specs.Spec, string, error) {
 
 // startInit re-executes this binary as the container's init in new namespaces and returns
 // it with the pipe ends the parent keeps.
-func startInit(o Options, bundle string, con *console) (cmd *exec.Cmd, goW, errR *os.File, err error) {
+func startInit(o Options, bundle string, con *console, maps *idMaps) (cmd *exec.Cmd, goW, errR *os.File, err error) {
 	goR, goW, err := os.Pipe() // os.Pipe makes both ends CLOEXEC
 	if err != nil {
 		return nil, nil, nil, err
@@ -207,6 +235,9 @@ func startInit(o Options, bundle string, con *console) (cmd *exec.Cmd, goW, errR
 	}
 	defer self.Close()
 	cmd = exec.Command(fmt.Sprintf("/proc/self/fd/%d", self.Fd()), initArg, bundle)
+	if o.NoPivot {
+		cmd.Args = append(cmd.Args, noPivotArg)
+	}
 	cmd.Args[0] = "nsrun-init"
 	cmd.Env = os.Environ()
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
@@ -218,6 +249,18 @@ func startInit(o Options, bundle string, con *console) (cmd *exec.Cmd, goW, errR
 		Cloneflags: flags,
 		// The container dies with nsrun: nothing else would ever reap or stop it.
 		Pdeathsig: unix.SIGKILL,
+	}
+	if maps != nil {
+		// Go's fork writes the maps from this side before the child goes on: "deny" to
+		// setgroups first (an unprivileged process could otherwise drop groups that deny it
+		// access), unless the process asks for supplementary groups, then gid_map, uid_map.
+		cmd.SysProcAttr.Cloneflags |= unix.CLONE_NEWUSER
+		cmd.SysProcAttr.UidMappings, cmd.SysProcAttr.GidMappings = maps.uid, maps.gid
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = maps.setgroups
+		// Become the namespace's root before the execve, or host root (unmapped there) would
+		// exec as nobody and lose every capability in the new namespaces.
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
+		unshare = append(unshare[:1], append([]string{"--user", "--map-users=" + maps.uidText, "--map-groups=" + maps.gidText}, unshare[1:]...)...)
 	}
 	if con != nil {
 		// The pty is the container's stdio and, in a session of its own, its
@@ -306,9 +349,20 @@ func sealedSelf() (*os.File, error) {
 		return nil, fmt.Errorf("memfd_create: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "memfd:nsrun")
-	if _, err := io.Copy(f, exe); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("copy nsrun into a memfd: %w", err)
+	// sendfile copies inside the kernel, in a few calls instead of thousands of reads and
+	// writes: this copy is on every container start's path.
+	for {
+		n, err := unix.Sendfile(fd, int(exe.Fd()), nil, 1<<30)
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("copy nsrun into a memfd: %w", err)
+		}
+		if n == 0 {
+			break
+		}
 	}
 	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
@@ -316,4 +370,44 @@ func sealedSelf() (*os.File, error) {
 		return nil, fmt.Errorf("seal the nsrun copy: %w", err)
 	}
 	return f, nil
+}
+
+// configNetns is the network namespace path config.json asks to join, if any.
+func configNetns(spec *specs.Spec) string {
+	if spec.Linux != nil {
+		for _, ns := range spec.Linux.Namespaces {
+			if ns.Type == specs.NetworkNamespace {
+				return ns.Path
+			}
+		}
+	}
+	return ""
+}
+
+// idMaps are the user namespace's maps as Go's fork writes them.
+type idMaps struct {
+	uid, gid         []syscall.SysProcIDMap
+	uidText, gidText string // as unshare(1) takes them
+	setgroups        bool
+}
+
+func userMaps(spec *specs.Spec) (*idMaps, error) {
+	if spec.Linux == nil || len(spec.Linux.UIDMappings) == 0 || len(spec.Linux.GIDMappings) == 0 {
+		return nil, cli.Errorf("add linux.uidMappings and linux.gidMappings to config.json, e.g. {\"containerID\": 0, \"hostID\": 100000, \"size\": 65536}",
+			"a user namespace needs uid and gid maps")
+	}
+	conv := func(ms []specs.LinuxIDMapping) ([]syscall.SysProcIDMap, string) {
+		var out []syscall.SysProcIDMap
+		var txt []string
+		for _, m := range ms {
+			out = append(out, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+			txt = append(txt, fmt.Sprintf("%d:%d:%d", m.HostID, m.ContainerID, m.Size))
+		}
+		return out, strings.Join(txt, ",")
+	}
+	m := &idMaps{}
+	m.uid, m.uidText = conv(spec.Linux.UIDMappings)
+	m.gid, m.gidText = conv(spec.Linux.GIDMappings)
+	m.setgroups = spec.Process != nil && len(spec.Process.User.AdditionalGids) > 0
+	return m, nil
 }

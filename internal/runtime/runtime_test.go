@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -18,26 +17,10 @@ import (
 	"github.com/hardway/hardway/internal/testutil"
 )
 
-type result struct {
-	stdout, stderr string
-	code           int
-}
-
 // nsrun runs bin/nsrun with args and returns what a user would see.
-func nsrun(t *testing.T, args ...string) result {
+func nsrun(t *testing.T, args ...string) testutil.Result {
 	t.Helper()
-	cmd := exec.Command(testutil.Bin(t, "nsrun"), args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{out.String(), errb.String(), code}
+	return testutil.Run(t, "nsrun", args...)
 }
 
 func bundleRunning(t *testing.T, script string) (string, string) {
@@ -65,8 +48,8 @@ func TestEchoHello(t *testing.T) {
 	before := mountCount(t)
 	b := testutil.BusyboxBundle(t, testutil.ID("ns"))
 	r := nsrun(t, b)
-	if r.code != 0 || r.stdout != "hello\n" {
-		t.Fatalf("nsrun BUNDLE: exit %d, stdout %q, stderr %q; want 0 and hello", r.code, r.stdout, r.stderr)
+	if r.Code != 0 || r.Stdout != "hello\n" {
+		t.Fatalf("nsrun BUNDLE: exit %d, stdout %q, stderr %q; want 0 and hello", r.Code, r.Stdout, r.Stderr)
 	}
 	if after := mountCount(t); after != before {
 		t.Errorf("host mount table changed: %d lines before, %d after", before, after)
@@ -86,8 +69,8 @@ func TestBundleFromStdin(t *testing.T) {
 func TestExitCodes(t *testing.T) {
 	for script, want := range map[string]int{"exit 3": 3, "true": 0, "false": 1, "sh -c 'kill -9 $$'; exit $?": 137} {
 		_, b := bundleRunning(t, script)
-		if r := nsrun(t, b); r.code != want {
-			t.Errorf("container running %q: nsrun exited %d, want %d (stderr %q)", script, r.code, want, r.stderr)
+		if r := nsrun(t, b); r.Code != want {
+			t.Errorf("container running %q: nsrun exited %d, want %d (stderr %q)", script, r.Code, want, r.Stderr)
 		}
 	}
 }
@@ -95,12 +78,12 @@ func TestExitCodes(t *testing.T) {
 func TestPid1HostnameProc(t *testing.T) {
 	id, b := bundleRunning(t, "echo $$; hostname; ps -o pid,comm | wc -l; cat /etc/hostname; ls /dev")
 	r := nsrun(t, b)
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	if r.Code != 0 {
+		t.Fatalf("exit %d: %s", r.Code, r.Stderr)
 	}
-	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
 	if len(lines) < 5 {
-		t.Fatalf("output %q", r.stdout)
+		t.Fatalf("output %q", r.Stdout)
 	}
 	if lines[0] != "1" {
 		t.Errorf("the container's shell has pid %s inside, want 1", lines[0])
@@ -126,10 +109,10 @@ func TestPid1HostnameProc(t *testing.T) {
 func TestMaskedAndReadonly(t *testing.T) {
 	_, b := bundleRunning(t, "cat /proc/kcore | wc -c; echo 1 > /proc/sys/kernel/domainname && echo writable; echo x > /sys/x || true")
 	r := nsrun(t, b)
-	if strings.TrimSpace(strings.Split(r.stdout, "\n")[0]) != "0" {
-		t.Errorf("/proc/kcore is not masked: %q", r.stdout)
+	if strings.TrimSpace(strings.Split(r.Stdout, "\n")[0]) != "0" {
+		t.Errorf("/proc/kcore is not masked: %q", r.Stdout)
 	}
-	if strings.Contains(r.stdout, "writable") {
+	if strings.Contains(r.Stdout, "writable") {
 		t.Errorf("/proc/sys is writable inside")
 	}
 }
@@ -137,8 +120,8 @@ func TestMaskedAndReadonly(t *testing.T) {
 func TestNewNetnsHasOnlyLo(t *testing.T) {
 	_, b := bundleRunning(t, "ls /sys/class/net")
 	r := nsrun(t, b)
-	if r.code != 0 || strings.Fields(r.stdout)[0] != "lo" || len(strings.Fields(r.stdout)) != 1 {
-		t.Fatalf("interfaces in a new netns: %q (exit %d, %s), want only lo", r.stdout, r.code, r.stderr)
+	if r.Code != 0 || strings.Fields(r.Stdout)[0] != "lo" || len(strings.Fields(r.Stdout)) != 1 {
+		t.Fatalf("interfaces in a new netns: %q (exit %d, %s), want only lo", r.Stdout, r.Code, r.Stderr)
 	}
 }
 
@@ -162,20 +145,20 @@ func TestJoinNetns(t *testing.T) {
 	}
 	before := mountCount(t)
 	r := nsrun(t, "--netns", id, b)
-	if r.code != 0 || !strings.Contains(r.stdout, "hwdummy0") {
-		t.Fatalf("ip link inside a joined netns: %q (exit %d, %s), want hwdummy0", r.stdout, r.code, r.stderr)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "hwdummy0") {
+		t.Fatalf("ip link inside a joined netns: %q (exit %d, %s), want hwdummy0", r.Stdout, r.Code, r.Stderr)
 	}
 	// By path, too.
 	r = nsrun(t, "--netns", "/run/netns/"+name, b)
-	if r.code != 0 || !strings.Contains(r.stdout, "hwdummy0") {
-		t.Fatalf("--netns PATH: %q (exit %d, %s)", r.stdout, r.code, r.stderr)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "hwdummy0") {
+		t.Fatalf("--netns PATH: %q (exit %d, %s)", r.Stdout, r.Code, r.Stderr)
 	}
 	if mountCount(t) != before {
 		t.Errorf("host mount table changed")
 	}
 	r = nsrun(t, "--netns", "nosuch"+id, b)
-	if r.code != 1 || !strings.Contains(r.stderr, "does not exist (run: netsetup add nosuch"+id+")") {
-		t.Errorf("missing netns: exit %d, %q", r.code, r.stderr)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "does not exist (run: netsetup add nosuch"+id+")") {
+		t.Errorf("missing netns: exit %d, %q", r.Code, r.Stderr)
 	}
 }
 
@@ -194,16 +177,16 @@ func TestCgroupJoin(t *testing.T) {
 	testutil.SetArgs(t, b, "cat /proc/self/cgroup; cat /sys/fs/cgroup/pids/cgroup.procs; echo 5 > /sys/fs/cgroup/pids/pids.max || echo read-only")
 	r := nsrun(t, "--cgroup", id, b)
 	want := "pids:/" + parent + "/" + id
-	if r.code != 0 || !strings.Contains(r.stdout, want) {
-		t.Fatalf("/proc/self/cgroup inside: %q (exit %d, %s), want %s", r.stdout, r.code, r.stderr, want)
+	if r.Code != 0 || !strings.Contains(r.Stdout, want) {
+		t.Fatalf("/proc/self/cgroup inside: %q (exit %d, %s), want %s", r.Stdout, r.Code, r.Stderr, want)
 	}
 	// /sys/fs/cgroup/pids inside is the container's own cgroup, read-only.
-	if !strings.Contains(r.stdout, "\n1\n") || !strings.HasSuffix(r.stdout, "read-only\n") {
-		t.Errorf("/sys/fs/cgroup/pids inside: %q", r.stdout)
+	if !strings.Contains(r.Stdout, "\n1\n") || !strings.HasSuffix(r.Stdout, "read-only\n") {
+		t.Errorf("/sys/fs/cgroup/pids inside: %q", r.Stdout)
 	}
 	r = nsrun(t, "--cgroup", "nosuch", b)
-	if r.code != 1 || !strings.Contains(r.stderr, "cgset create nosuch") {
-		t.Errorf("missing cgroup: exit %d, %q", r.code, r.stderr)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "cgset create nosuch") {
+		t.Errorf("missing cgroup: exit %d, %q", r.Code, r.Stderr)
 	}
 }
 
@@ -212,12 +195,12 @@ func TestMissingBundle(t *testing.T) {
 	dir := t.TempDir()
 	r := nsrun(t, dir)
 	want := "nsrun: error: bundle " + dir + " has no config.json (run: overlay --id ID IMAGE)\n"
-	if r.code != 1 || r.stderr != want {
-		t.Errorf("empty bundle dir: exit %d, stderr %q; want 1, %q", r.code, r.stderr, want)
+	if r.Code != 1 || r.Stderr != want {
+		t.Errorf("empty bundle dir: exit %d, stderr %q; want 1, %q", r.Code, r.Stderr, want)
 	}
 	r = nsrun(t, filepath.Join(dir, "nope"))
-	if r.code != 1 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "does not exist") {
-		t.Errorf("missing bundle: exit %d, stderr %q", r.code, r.stderr)
+	if r.Code != 1 || strings.Count(r.Stderr, "\n") != 1 || !strings.Contains(r.Stderr, "does not exist") {
+		t.Errorf("missing bundle: exit %d, stderr %q", r.Code, r.Stderr)
 	}
 }
 
@@ -226,8 +209,8 @@ func TestInitErrorsReachTheUser(t *testing.T) {
 	testutil.EditBundle(t, b, func(s *specs.Spec) { s.Process.Args = []string{"no-such-command"} })
 	before := mountCount(t)
 	r := nsrun(t, b)
-	if r.code != 1 || !strings.HasPrefix(r.stderr, "nsrun: error: exec no-such-command: not found") {
-		t.Errorf("unknown command: exit %d, stderr %q", r.code, r.stderr)
+	if r.Code != 1 || !strings.HasPrefix(r.Stderr, "nsrun: error: exec no-such-command: not found") {
+		t.Errorf("unknown command: exit %d, stderr %q", r.Code, r.Stderr)
 	}
 	if mountCount(t) != before {
 		t.Errorf("host mount table changed")
@@ -242,8 +225,8 @@ func TestSymlinkedProcRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := nsrun(t, b)
-	if r.code != 1 || !strings.Contains(r.stderr, "ordinary directory") {
-		t.Errorf("symlinked /proc: exit %d, stderr %q", r.code, r.stderr)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "ordinary directory") {
+		t.Errorf("symlinked /proc: exit %d, stderr %q", r.Code, r.Stderr)
 	}
 }
 
@@ -256,8 +239,8 @@ func TestMountDestinationEscape(t *testing.T) {
 		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/escape/x", Type: "tmpfs", Source: "tmpfs"})
 	})
 	r := nsrun(t, b)
-	if r.code != 1 || !strings.Contains(r.stderr, "escapes the rootfs") {
-		t.Errorf("escaping mount: exit %d, stderr %q", r.code, r.stderr)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "escapes the rootfs") {
+		t.Errorf("escaping mount: exit %d, stderr %q", r.Code, r.Stderr)
 	}
 	if _, err := os.Stat("/tmp/x"); err == nil {
 		t.Errorf("/tmp/x was created on the host")
@@ -353,20 +336,20 @@ func TestCapabilitiesAndFds(t *testing.T) {
 	r := nsrun(t, b)
 	// Docker's 14 capabilities, as /proc shows them in a docker run container.
 	for _, want := range []string{"CapBnd:\t00000000a80425fb", "CapEff:\t00000000a80425fb"} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("want %q inside, got %q (%s)", want, r.stdout, r.stderr)
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("want %q inside, got %q (%s)", want, r.Stdout, r.Stderr)
 		}
 	}
 	// 0, 1, 2 and the fd ls opened to list them: nothing of nsrun's leaks in.
-	if fds := strings.Fields(r.stdout)[4:]; strings.Join(fds, " ") != "0 1 2 3" {
+	if fds := strings.Fields(r.Stdout)[4:]; strings.Join(fds, " ") != "0 1 2 3" {
 		t.Errorf("open fds inside: %v, want 0 1 2 (and ls's own 3)", fds)
 	}
 }
 
 func TestRlimit(t *testing.T) {
 	_, b := bundleRunning(t, "grep 'open files' /proc/self/limits")
-	if r := nsrun(t, b); len(strings.Fields(r.stdout)) < 5 || strings.Fields(r.stdout)[3] != "1024" || strings.Fields(r.stdout)[4] != "1024" {
-		t.Errorf("RLIMIT_NOFILE inside: %q (%s)", r.stdout, r.stderr)
+	if r := nsrun(t, b); len(strings.Fields(r.Stdout)) < 5 || strings.Fields(r.Stdout)[3] != "1024" || strings.Fields(r.Stdout)[4] != "1024" {
+		t.Errorf("RLIMIT_NOFILE inside: %q (%s)", r.Stdout, r.Stderr)
 	}
 }
 
@@ -375,8 +358,8 @@ func TestUser(t *testing.T) {
 	testutil.EditBundle(t, b, func(s *specs.Spec) { s.Process.User = specs.User{UID: 1000, GID: 1000} })
 	// A non-root process loses its effective capabilities at execve, as under docker --user.
 	r := nsrun(t, b)
-	if f := strings.Fields(r.stdout); len(f) < 4 || f[0] != "1000" || f[1] != "1000" || f[3] != "0000000000000000" {
-		t.Errorf("user 1000 inside: %q (%s)", r.stdout, r.stderr)
+	if f := strings.Fields(r.Stdout); len(f) < 4 || f[0] != "1000" || f[1] != "1000" || f[3] != "0000000000000000" {
+		t.Errorf("user 1000 inside: %q (%s)", r.Stdout, r.Stderr)
 	}
 }
 

@@ -17,21 +17,22 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hardway/hardway/internal/cgroup"
 	"github.com/hardway/hardway/internal/state"
 )
 
 // MaybeDaemon runs the detached supervisor when this process is one, and never returns
 // then. It must be called first thing in main.
 func MaybeDaemon() {
-	if len(os.Args) < 3 || os.Args[1] != daemonArg {
+	if len(os.Args) < 6 || os.Args[1] != daemonArg {
 		return
 	}
-	os.Exit(daemon(os.Args[2], os.Args[3:]))
+	os.Exit(daemon(os.Args[2], Options{LogFormat: os.Args[3], Interactive: os.Args[4] == "i"}, os.Args[5:]))
 }
 
 var toolError = regexp.MustCompile(`^[a-z]+: error: `)
 
-func daemon(id string, command []string) int {
+func daemon(id string, o Options, command []string) int {
 	// The runtime child is killed when the thread that forked it dies: keep that thread.
 	goruntime.LockOSThread()
 	unix.CloseOnExec(callerFd)
@@ -55,14 +56,19 @@ func daemon(id string, command []string) int {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fail("become a subreaper: " + err.Error())
 	}
+	// Before the child exists, so no SIGCHLD is missed, and before the pid file, so no
+	// signal sent to the pid found there is lost.
+	sigc := make(chan os.Signal, 32)
+	signal.Notify(sigc, unix.SIGCHLD, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT)
 	if err := os.WriteFile(PidFile(id), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 		return fail(err.Error())
 	}
 	defer os.Remove(PidFile(id))
 
-	// Before the child exists, so no SIGCHLD is missed.
-	sigc := make(chan os.Signal, 32)
-	signal.Notify(sigc, unix.SIGCHLD, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT)
+	// The OOM killer's count before the container runs; a higher count after it is gone
+	// means the kernel killed in it (Docker's State.OOMKilled).
+	cg := cgroupOf(command, id)
+	oomBefore, oomErr := cgroup.OOMKills(cg)
 
 	path, err := exec.LookPath(command[0])
 	if err != nil {
@@ -80,34 +86,44 @@ func daemon(id string, command []string) int {
 	if err != nil {
 		return fail(err.Error())
 	}
-	devnull, err := os.Open(os.DevNull)
+	// The container's stdin: a pipe that attach clients write to with -i, else /dev/null.
+	var inR, inW *os.File
+	if o.Interactive {
+		inR, inW, err = os.Pipe()
+	} else {
+		inR, err = os.Open(os.DevNull)
+	}
 	if err != nil {
 		return fail(err.Error())
 	}
+	log, err := openLog(id, o.LogFormat)
+	if err != nil {
+		return fail(err.Error())
+	}
+	defer log.Close()
+	att, err := listenAttach(id, inW)
+	if err != nil {
+		return fail("attach socket: " + err.Error())
+	}
 	proc, err := os.StartProcess(path, command, &os.ProcAttr{
-		Env:   append(os.Environ(), fmt.Sprintf("HARDWAY_SYNCPIPE=%d", 3)),
-		Files: []*os.File{devnull, outW, errW, syncW},
+		Env:   append(runtimeEnv(), fmt.Sprintf("HARDWAY_SYNCPIPE=%d", 3)),
+		Files: []*os.File{inR, outW, errW, syncW},
 		// The runtime (and with it the container) does not outlive its supervisor.
 		Sys: &syscall.SysProcAttr{Pdeathsig: unix.SIGKILL},
 	})
-	devnull.Close()
+	inR.Close()
 	outW.Close()
 	errW.Close()
 	syncW.Close()
 	if err != nil {
+		att.close()
 		return fail(fmt.Sprintf("start %s: %v", path, err))
 	}
 
-	log, err := openLog(state.LogFile(id))
-	if err != nil {
-		proc.Kill()
-		return fail(err.Error())
-	}
-	defer log.Close()
 	var copiers sync.WaitGroup
 	copiers.Add(2)
-	go func() { defer copiers.Done(); log.copy(outR, "stdout") }()
-	go func() { defer copiers.Done(); log.copy(errR, "stderr") }()
+	go func() { defer copiers.Done(); pump(outR, "stdout", streamStdout, log, att) }()
+	go func() { defer copiers.Done(); pump(errR, "stderr", streamStderr, log, att) }()
 
 	syncc := make(chan syncMsg, 1)
 	go func() {
@@ -125,6 +141,7 @@ func daemon(id string, command []string) int {
 		started, runtimeDone bool
 		startErr             string
 		status               unix.WaitStatus
+		early                []os.Signal // arrived before the container's pid was known
 	)
 	for !runtimeDone || syncc != nil {
 		select {
@@ -137,11 +154,19 @@ func daemon(id string, command []string) int {
 				state.WriteContainer(c)
 				started = true
 				caller.report(m)
+				if len(early) > 0 {
+					go deliverEarly(m.Pid, early)
+				}
+				early = nil
 			case m.Error != "":
 				startErr = m.Error
 			}
 		case s := <-sigc:
 			if s != unix.SIGCHLD {
+				if !started {
+					early = append(early, s) // delivered once the container exists
+					continue
+				}
 				proc.Signal(s) // nsrun passes it on to the container
 				continue
 			}
@@ -169,6 +194,7 @@ func daemon(id string, command []string) int {
 	case <-drained:
 	case <-time.After(5 * time.Second):
 	}
+	att.close()
 	code := status.ExitStatus()
 	if status.Signaled() {
 		code = 128 + int(status.Signal())
@@ -182,8 +208,91 @@ func daemon(id string, command []string) int {
 		}
 		return fail(toolError.ReplaceAllString(startErr, ""))
 	}
+	if oomErr == nil {
+		if after, err := cgroup.OOMKills(cg); err == nil && after > oomBefore {
+			c.OOMKilled = true
+		}
+	}
 	now := time.Now().UTC()
 	c.Status, c.ExitCode, c.Finished = state.StatusExited, &code, &now
 	state.WriteContainer(c)
 	return 0
+}
+
+// runtimeEnv is the supervisor's environment without HARDWAY_TRACE: shim --trace narrates
+// the shim, and the runtime's narration would land in the container's log (ask the
+// runtime for it with its own --trace).
+func runtimeEnv() []string {
+	var env []string
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "HARDWAY_TRACE=") {
+			env = append(env, e)
+		}
+	}
+	return env
+}
+
+// pump copies one of the container's streams to the log and to attached clients.
+func pump(r *os.File, stream string, tag byte, log *ctrLog, att *attachServer) {
+	defer r.Close()
+	buf := make([]byte, packetMax)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			log.feed(stream, buf[:n])
+			att.broadcast(tag, buf[:n])
+		}
+		if err != nil {
+			log.flush(stream)
+			return
+		}
+	}
+}
+
+// deliverEarly sends the signals that came before the container existed. The container's
+// process is PID 1 of its pid namespace, and the kernel drops a signal sent to such an
+// init from outside unless it has a handler for it: so each waits (a moment, bounded)
+// until the init has installed its handler (SigCgt in /proc/PID/status) or ignores it.
+func deliverEarly(pid int, sigs []os.Signal) {
+	for _, s := range sigs {
+		sig := s.(unix.Signal)
+		for i := 0; i < 200 && !handles(pid, sig); i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+		unix.Kill(pid, sig)
+	}
+}
+
+// handles reports whether pid catches or ignores sig.
+func handles(pid int, sig unix.Signal) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return true // gone: nothing to wait for
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(l, ":")
+		if k != "SigCgt" && k != "SigIgn" {
+			continue
+		}
+		if mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64); err == nil && mask&(1<<(uint(sig)-1)) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// cgroupOf is the cgroup id the runtime is told to use (--cgroup ID), else the container id.
+func cgroupOf(command []string, id string) string {
+	for i, a := range command {
+		if a == "--" {
+			break
+		}
+		if a == "--cgroup" && i+1 < len(command) {
+			return command[i+1]
+		}
+		if v, ok := strings.CutPrefix(a, "--cgroup="); ok {
+			return v
+		}
+	}
+	return id
 }

@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,25 +16,10 @@ import (
 	"github.com/hardway/hardway/internal/testutil"
 )
 
-type result struct {
-	stdout, stderr string
-	code           int
-}
-
-func shim(t *testing.T, args ...string) result {
+// shim runs bin/shim with args and returns what a user would see.
+func shim(t *testing.T, args ...string) testutil.Result {
 	t.Helper()
-	cmd := exec.Command(testutil.Bin(t, "shim"), args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{out.String(), errb.String(), code}
+	return testutil.Run(t, "shim", args...)
 }
 
 // container makes a busybox bundle running script, linked in as containers/ID so shim finds
@@ -54,12 +37,12 @@ func container(t *testing.T, script string) (string, int) {
 	}
 	t.Cleanup(func() { shim(t, "rm", id) })
 	r := shim(t, "--id", id, "--", testutil.Bin(t, "nsrun"), state.ContainerDir(id))
-	if r.code != 0 {
-		t.Fatalf("shim --id %s: exit %d: %s", id, r.code, r.stderr)
+	if r.Code != 0 {
+		t.Fatalf("shim --id %s: exit %d: %s", id, r.Code, r.Stderr)
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(r.stdout))
+	pid, err := strconv.Atoi(strings.TrimSpace(r.Stdout))
 	if err != nil {
-		t.Fatalf("shim printed %q, want a pid", r.stdout)
+		t.Fatalf("shim printed %q, want a pid", r.Stdout)
 	}
 	return id, pid
 }
@@ -103,12 +86,12 @@ func logEntries(t *testing.T, id string, n int) []map[string]string {
 func wait(t *testing.T, id string) int {
 	t.Helper()
 	r := shim(t, "wait", id)
-	if r.code != 0 {
-		t.Fatalf("shim wait: exit %d: %s", r.code, r.stderr)
+	if r.Code != 0 {
+		t.Fatalf("shim wait: exit %d: %s", r.Code, r.Stderr)
 	}
-	code, err := strconv.Atoi(strings.TrimSpace(r.stdout))
+	code, err := strconv.Atoi(strings.TrimSpace(r.Stdout))
 	if err != nil {
-		t.Fatalf("shim wait printed %q", r.stdout)
+		t.Fatalf("shim wait printed %q", r.Stdout)
 	}
 	return code
 }
@@ -144,12 +127,12 @@ func TestStartDetachesLogsAndKills(t *testing.T) {
 	if b, err := os.ReadFile(state.RunDir(id) + "/shim.pid"); err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(c.ShimPid) {
 		t.Errorf("shim.pid: %q, %v", b, err)
 	}
-	if r := shim(t, "ps"); !strings.Contains(r.stdout, id) || !strings.Contains(r.stdout, "busybox:test") || !strings.Contains(r.stdout, "Up ") {
-		t.Errorf("shim ps:\n%s", r.stdout)
+	if r := shim(t, "ps"); !strings.Contains(r.Stdout, id) || !strings.Contains(r.Stdout, "busybox:test") || !strings.Contains(r.Stdout, "Up ") {
+		t.Errorf("shim ps:\n%s", r.Stdout)
 	}
 	// Running again is a no-op that prints the same pid.
-	if r := shim(t, "--id", id, "--", testutil.Bin(t, "nsrun"), state.ContainerDir(id)); strings.TrimSpace(r.stdout) != strconv.Itoa(pid) {
-		t.Errorf("second shim --id %s printed %q, want %d", id, r.stdout, pid)
+	if r := shim(t, "--id", id, "--", testutil.Bin(t, "nsrun"), state.ContainerDir(id)); strings.TrimSpace(r.Stdout) != strconv.Itoa(pid) {
+		t.Errorf("second shim --id %s printed %q, want %d", id, r.Stdout, pid)
 	}
 
 	es := logEntries(t, id, 2)
@@ -164,8 +147,8 @@ func TestStartDetachesLogsAndKills(t *testing.T) {
 		t.Errorf("log.json before exit: %v", es)
 	}
 
-	if r := shim(t, "kill", id); r.code != 0 {
-		t.Fatalf("shim kill: %d %s", r.code, r.stderr)
+	if r := shim(t, "kill", id); r.Code != 0 {
+		t.Fatalf("shim kill: %d %s", r.Code, r.Stderr)
 	}
 	if code := wait(t, id); code != 143 {
 		t.Errorf("after shim kill: exit code %d, want 143", code)
@@ -178,21 +161,21 @@ func TestStartDetachesLogsAndKills(t *testing.T) {
 	if last := es[len(es)-1]; last["log"] != "partial" || last["stream"] != "stdout" {
 		t.Errorf("a last line without newline is logged as is: %v", es)
 	}
-	if r := shim(t, "logs", id); r.stdout != "out\npartial" || r.stderr != "err\n" {
-		t.Errorf("shim logs: stdout %q stderr %q", r.stdout, r.stderr)
+	if r := shim(t, "logs", id); r.Stdout != "out\npartial" || r.Stderr != "err\n" {
+		t.Errorf("shim logs: stdout %q stderr %q", r.Stdout, r.Stderr)
 	}
-	if r := shim(t, "kill", id); r.code != 0 {
-		t.Errorf("shim kill of an exited container: %d %s", r.code, r.stderr)
+	if r := shim(t, "kill", id); r.Code != 0 {
+		t.Errorf("shim kill of an exited container: %d %s", r.Code, r.Stderr)
 	}
-	if r := shim(t, "ps"); !strings.Contains(r.stdout, "Exited (143)") {
-		t.Errorf("shim ps after exit:\n%s", r.stdout)
+	if r := shim(t, "ps"); !strings.Contains(r.Stdout, "Exited (143)") {
+		t.Errorf("shim ps after exit:\n%s", r.Stdout)
 	}
 }
 
 func TestKillSIGKILL(t *testing.T) {
 	id, _ := container(t, "sleep 30")
-	if r := shim(t, "kill", id, "KILL"); r.code != 0 {
-		t.Fatalf("shim kill KILL: %d %s", r.code, r.stderr)
+	if r := shim(t, "kill", id, "KILL"); r.Code != 0 {
+		t.Fatalf("shim kill KILL: %d %s", r.Code, r.Stderr)
 	}
 	if code := wait(t, id); code != 137 {
 		t.Errorf("exit code %d, want 137", code)
@@ -230,8 +213,8 @@ func TestRuntimeFailure(t *testing.T) {
 	missing := state.ContainerDir(id) + "-nope"
 	r := shim(t, "--id", id, "--", testutil.Bin(t, "nsrun"), missing)
 	want := "shim: error: bundle " + missing + " does not exist (run: overlay --id ID IMAGE)\n"
-	if r.code != 1 || r.stderr != want || r.stdout != "" {
-		t.Errorf("runtime failure: exit %d, stdout %q, stderr %q; want 1 and %q", r.code, r.stdout, r.stderr, want)
+	if r.Code != 1 || r.Stderr != want || r.Stdout != "" {
+		t.Errorf("runtime failure: exit %d, stdout %q, stderr %q; want 1 and %q", r.Code, r.Stdout, r.Stderr, want)
 	}
 	c := readState(t, id)
 	if c.Status != state.StatusExited || !strings.Contains(c.Error, "does not exist") {
@@ -239,21 +222,21 @@ func TestRuntimeFailure(t *testing.T) {
 	}
 	// A runtime that dies without a word: its stderr is the error.
 	r = shim(t, "--id", id, "--", "sh", "-c", "echo 'bad things' >&2; exit 2")
-	if r.code != 1 || r.stderr != "shim: error: bad things\n" {
-		t.Errorf("silent runtime: exit %d, stderr %q", r.code, r.stderr)
+	if r.Code != 1 || r.Stderr != "shim: error: bad things\n" {
+		t.Errorf("silent runtime: exit %d, stderr %q", r.Code, r.Stderr)
 	}
 }
 
 func TestRmLeavesNothing(t *testing.T) {
 	id, pid := container(t, "sleep 30")
 	c := readState(t, id)
-	if r := shim(t, "rm", id); r.code != 0 {
-		t.Fatalf("shim rm: %d %s", r.code, r.stderr)
+	if r := shim(t, "rm", id); r.Code != 0 {
+		t.Fatalf("shim rm: %d %s", r.Code, r.Stderr)
 	}
-	if err := unix.Kill(pid, 0); err == nil {
+	if !gone(pid) {
 		t.Errorf("container pid %d still alive after rm", pid)
 	}
-	if err := unix.Kill(c.ShimPid, 0); err == nil {
+	if !gone(c.ShimPid) {
 		t.Errorf("supervisor %d still alive after rm", c.ShimPid)
 	}
 	for _, p := range []string{state.StateFile(id), state.LogFile(id), state.RunDir(id)} {
@@ -261,10 +244,10 @@ func TestRmLeavesNothing(t *testing.T) {
 			t.Errorf("%s is left after shim rm", p)
 		}
 	}
-	if r := shim(t, "rm", id); r.code != 0 {
-		t.Errorf("shim rm of a removed container: %d %s", r.code, r.stderr)
+	if r := shim(t, "rm", id); r.Code != 0 {
+		t.Errorf("shim rm of a removed container: %d %s", r.Code, r.Stderr)
 	}
-	if r := shim(t, "ps"); strings.Contains(r.stdout, id) {
+	if r := shim(t, "ps"); strings.Contains(r.Stdout, id) {
 		t.Errorf("ps still lists %s", id)
 	}
 }

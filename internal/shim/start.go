@@ -6,12 +6,14 @@ package shim
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,10 +40,22 @@ type syncMsg struct {
 // PidFile is the running shim's pid file.
 func PidFile(id string) string { return filepath.Join(state.RunDir(id), "shim.pid") }
 
+// Options are how the supervisor treats the container's stdio.
+type Options struct {
+	LogFormat   string // FormatJSON (default) or FormatCRI
+	Interactive bool   // give the runtime a stdin pipe that attach clients write to
+}
+
 // Start records the container as created, starts the detached supervisor that runs command
 // and returns the container's host pid once the runtime reports it.
-func Start(id string, command []string) (int, error) {
+func Start(id string, command []string, o Options) (int, error) {
 	if err := state.ValidID(id); err != nil {
+		return 0, err
+	}
+	if o.LogFormat == "" {
+		o.LogFormat = FormatJSON
+	}
+	if err := CheckFormat(o.LogFormat); err != nil {
 		return 0, err
 	}
 	if len(command) == 0 {
@@ -69,7 +83,16 @@ func Start(id string, command []string) (int, error) {
 		return 0, err
 	}
 	defer r.Close()
-	cmd := exec.Command("/proc/self/exe", append([]string{daemonArg, id}, command...)...)
+	stdin := "-"
+	if o.Interactive {
+		stdin = "i"
+	}
+	// Through the binary's own path, not /proc/self/exe, so ps and pstree name it shim.
+	self, err := os.Executable()
+	if err != nil {
+		self = "/proc/self/exe"
+	}
+	cmd := exec.Command(self, append([]string{daemonArg, id, o.LogFormat, stdin}, command...)...)
 	cmd.Args[0] = "shim"
 	cmd.ExtraFiles = []*os.File{w}
 	// Own session, stdio on /dev/null: nothing ties the supervisor to the caller's
@@ -123,12 +146,21 @@ func processArgs(id string) []string {
 	return s.Process.Args
 }
 
+// alive reports whether pid runs. A zombie does not: a supervisor that has exited stays one
+// until its new parent (PID 1, which in some sandboxes reaps slowly) collects it.
 func alive(pid int) bool {
 	if pid <= 0 {
 		return false
 	}
-	err := unix.Kill(pid, 0)
-	return err == nil || err == unix.EPERM
+	if err := unix.Kill(pid, 0); err != nil && err != unix.EPERM {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return len(f) > 0 && f[0] != "Z"
 }
 
 // reportTo writes the one message for the caller and closes its pipe.

@@ -1,8 +1,7 @@
 package shim
 
 import (
-	"bufio"
-	"encoding/json"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -180,34 +179,75 @@ func Wait(id string) (int, error) {
 	}
 }
 
-// Logs prints the container's log, each line on the stream it was written to.
-func Logs(id string, stdout, stderr io.Writer) error {
+// Logs prints the container's log, each line on the stream it was written to. With
+// follow it goes on printing what is written until the container has exited.
+func Logs(id string, follow bool, stdout, stderr io.Writer) error {
 	if _, err := read(id); err != nil {
 		return err
 	}
-	f, err := os.Open(state.LogFile(id))
-	if errors.Is(err, os.ErrNotExist) {
+	var f *os.File
+	var err error
+	for _, p := range []string{state.LogFile(id), CRILogFile(id)} {
+		if f, err = os.Open(p); err == nil || !errors.Is(err, os.ErrNotExist) {
+			break
+		}
+	}
+	if errors.Is(err, os.ErrNotExist) && !follow {
 		return nil
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	defer f.Close()
-	br := bufio.NewReader(f)
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+	}()
+	var pending []byte // a record not yet complete: the shim is still writing it
 	for {
-		line, err := br.ReadBytes('\n')
-		if len(line) > 0 {
-			var e logEntry
-			if json.Unmarshal(line, &e) == nil {
-				w := stdout
-				if e.Stream == "stderr" {
-					w = stderr
+		if f != nil {
+			b, err := io.ReadAll(f)
+			if err != nil {
+				return err
+			}
+			pending = append(pending, b...)
+			for {
+				i := bytes.IndexByte(pending, '\n')
+				if i < 0 {
+					break
 				}
-				io.WriteString(w, e.Log)
+				if stream, text, ok := parseRecord(pending[:i+1]); ok {
+					w := stdout
+					if stream == "stderr" {
+						w = stderr
+					}
+					io.WriteString(w, text)
+				}
+				pending = pending[i+1:]
 			}
 		}
-		if err != nil {
+		if !follow {
 			return nil
+		}
+		// The shim writes the exit after the last output, so once it is recorded one more
+		// read reaches the end of the log.
+		c, err := read(id)
+		if err != nil {
+			return err
+		}
+		if c.Status == state.StatusExited || !supervised(c) {
+			follow = false
+			if f == nil {
+				return nil
+			}
+			continue
+		}
+		time.Sleep(100 * time.Millisecond)
+		if f == nil {
+			f, _ = os.Open(state.LogFile(id))
+			if f == nil {
+				f, _ = os.Open(CRILogFile(id))
+			}
 		}
 	}
 }
@@ -238,8 +278,8 @@ func Rm(id string) error {
 			return cli.Errorf("try again, or kill -9 "+strconv.Itoa(c.ShimPid), "the supervisor of %s did not finish within 10s", id)
 		}
 	}
-	trace.Step("remove the container's state and log", trace.Cmd("rm", "-rf", state.StateFile(id), state.LogFile(id), state.RunDir(id)))
-	for _, p := range []string{state.StateFile(id), state.LogFile(id)} {
+	trace.Step("remove the container's state and log", trace.Cmd("rm", "-rf", state.StateFile(id), state.LogFile(id), CRILogFile(id), state.RunDir(id)))
+	for _, p := range []string{state.StateFile(id), state.LogFile(id), CRILogFile(id)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}

@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"archive/tar"
 	"bytes"
 	"encoding/base64"
 	"net"
@@ -81,18 +82,8 @@ func startRegistry(t testing.TB, base string, extra map[string]string) string {
 // returns the references pushed, one per image. It needs crane: make tools.
 func SeedImages(t testing.TB, addr string) []string {
 	t.Helper()
-	return SeedImagesAs(t, addr, "")
-}
-
-// SeedImagesAs is SeedImages with crane reading its credentials from the DOCKER_CONFIG
-// directory dockerConfig (empty: the caller's environment).
-func SeedImagesAs(t testing.TB, addr, dockerConfig string) []string {
-	t.Helper()
 	cranePath(t)
 	env := map[string]string{"HARDWAY_REGISTRY": addr, "TMPDIR": t.TempDir()}
-	if dockerConfig != "" {
-		env["DOCKER_CONFIG"] = dockerConfig
-	}
 	stdout, stderr, err := runScriptSplit(t, "seed-images", env)
 	if err != nil {
 		t.Fatalf("scripts/seed-images: %v\n%s", err, stderr)
@@ -159,4 +150,56 @@ func runScriptSplit(t testing.TB, name string, env map[string]string, args ...st
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	return out.String(), errb.String(), err
+}
+
+// PushLayers pushes an image made of the given layer tarballs (files) to ref with crane
+// (an empty base, so Docker schema2 media types) and returns its manifest digest.
+// dockerConfig, when not empty, is the DOCKER_CONFIG crane reads credentials from.
+func PushLayers(t testing.TB, ref, dockerConfig string, layers ...string) string {
+	t.Helper()
+	args := []string{"--insecure", "append", "-t", ref}
+	for _, l := range layers {
+		args = append(args, "-f", l)
+	}
+	cmd := exec.Command(cranePath(t), args...)
+	cmd.Env = os.Environ()
+	if dockerConfig != "" {
+		cmd.Env = append(cmd.Env, "DOCKER_CONFIG="+dockerConfig)
+	}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("crane append %s: %v: %s", ref, err, errb.String())
+	}
+	// crane prints the pushed reference, pinned: REF@sha256:…
+	s := strings.TrimSpace(string(out))
+	if i := strings.LastIndex(s, "@"); i >= 0 {
+		return s[i+1:]
+	}
+	t.Fatalf("crane append printed %q, not a pinned reference", s)
+	return ""
+}
+
+// LayerTar writes an uncompressed layer tarball holding name with content data (mode
+// 0644, owner 0:0) into the test's temporary dir and returns its path.
+func LayerTar(t testing.TB, name string, data []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "layer.tar")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

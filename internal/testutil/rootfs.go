@@ -6,12 +6,15 @@ import (
 	"path/filepath"
 	"testing"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/hardway/hardway/internal/bundle"
 )
 
 // busyboxApplets are the commands the runtime tests call inside a container.
 var busyboxApplets = []string{"sh", "echo", "cat", "hostname", "ls", "sleep", "true", "false",
-	"ps", "mount", "id", "kill", "wc", "ip", "env", "pwd", "readlink", "stat", "head", "tr", "printf", "grep"}
+	"ps", "mount", "id", "kill", "wc", "ip", "env", "pwd", "readlink", "stat", "head", "tr", "printf", "grep", "unshare", "touch", "mkdir", "sysctl", "sed", "chroot", "ln", "rm"}
 
 // BusyboxBundle builds a minimal OCI bundle under t.TempDir(): a rootfs holding Debian's
 // static /bin/busybox and links for a few applets, and a config.json shaped like the one
@@ -47,7 +50,7 @@ func BusyboxBundle(t testing.TB, id string) string {
 			t.Fatal(err)
 		}
 	}
-	WriteBundleConfig(t, bundle, busyboxSpec(id))
+	WriteBundleConfig(t, bundle, busyboxSpec(t, bundle, id))
 	return bundle
 }
 
@@ -91,47 +94,19 @@ func SetArgs(t testing.TB, bundle, script string) {
 	EditBundle(t, bundle, func(s *specs.Spec) { s.Process.Args = []string{"sh", "-c", script} })
 }
 
-// DockerCaps are the 14 capabilities Docker leaves a container by default.
-var DockerCaps = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
-	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"}
+// DockerCaps is Docker's default capability set, as overlay writes it into config.json.
+var DockerCaps = bundle.DefaultCaps
 
-func busyboxSpec(id string) *specs.Spec {
-	return &specs.Spec{
-		Version: specs.Version,
-		Process: &specs.Process{
-			Args: []string{"sh", "-c", "echo hello"},
-			Env:  []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME=" + id},
-			Cwd:  "/",
-			Capabilities: &specs.LinuxCapabilities{
-				Bounding: DockerCaps, Effective: DockerCaps, Permitted: DockerCaps,
-			},
-			Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}},
-		},
-		Root:     &specs.Root{Path: "rootfs"},
-		Hostname: id,
-		Mounts: []specs.Mount{
-			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
-			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
-			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
-			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
-			{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"ro", "nosuid", "noexec", "nodev"}},
-			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
-			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=67108864"}},
-			{Destination: "/etc/hostname", Type: "bind", Source: "hostname", Options: []string{"rbind", "rprivate"}},
-			{Destination: "/etc/hosts", Type: "bind", Source: "hosts", Options: []string{"rbind", "rprivate"}},
-			{Destination: "/etc/resolv.conf", Type: "bind", Source: "resolv.conf", Options: []string{"rbind", "rprivate"}},
-		},
-		Linux: &specs.Linux{
-			Namespaces: []specs.LinuxNamespace{
-				{Type: specs.MountNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.UTSNamespace},
-				{Type: specs.IPCNamespace}, {Type: specs.PIDNamespace},
-			},
-			MaskedPaths: []string{"/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
-				"/proc/latency_stats", "/proc/sched_debug", "/proc/scsi", "/proc/timer_list", "/proc/timer_stats",
-				"/sys/devices/virtual/powercap", "/sys/firmware"},
-			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
-		},
-		Annotations: map[string]string{"hardway.image": "busybox:test"},
+// busyboxSpec is the config.json overlay would write for a busybox image: the same code,
+// so the runtime tests run what the pipeline runs.
+func busyboxSpec(t testing.TB, bundleDir, id string) *specs.Spec {
+	t.Helper()
+	s, err := bundle.Spec(bundleDir, ocispec.ImageConfig{
+		Cmd: []string{"sh", "-c", "echo hello"},
+		Env: []string{"PATH=" + bundle.DefaultPath},
+	}, bundle.Options{ID: id, Image: "busybox:test"})
+	if err != nil {
+		t.Fatal(err)
 	}
+	return s
 }

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# bench/nsrun.sh: start-to-exit latency of /bin/true in one busybox bundle, side by side in one
+# hyperfine run:
+#   nsrun      bin/nsrun BUNDLE
+#   runc       runc run -b BUNDLE ID           (Debian's runc)
+#   crun       crun run -b BUNDLE ID           (Debian's crun)
+#   floor      unshare --fork --pid --mount --uts --ipc --net true
+# then the peak RSS of each (GNU time's %M: the largest process of the run).
+#
+# The bundle is `runc spec`'s config (no seccomp: Debian's runc and crun load none by
+# default there, so nsrun runs with hardway.seccomp=unconfined too; cgroup: runc and crun
+# make one per container, nsrun joins none). crun 1.8 refuses this host's hybrid cgroup
+# layout, so the script re-executes itself in a private mount namespace where the empty
+# /sys/fs/cgroup/unified is unmounted, for all four alike. Nothing outside that namespace
+# and its temporary dir is touched.
+#
+#   RUNS=50 bench/nsrun.sh
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [ "${BENCH_IN_MNTNS:-}" != 1 ]; then
+  [ "$(id -u)" = 0 ] || { echo "bench/nsrun.sh: error: needs root (namespaces, mounts)" >&2; exit 1; }
+  BENCH_IN_MNTNS=1 exec unshare --mount --propagation private -- "$0" "$@"
+fi
+if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi
+
+runs=${RUNS:-30}
+nsrun=$repo/bin/nsrun
+[ -x "$nsrun" ] || { echo "bench/nsrun.sh: error: $nsrun is not built (run: make)" >&2; exit 1; }
+for t in hyperfine runc crun busybox python3 /usr/bin/time; do
+  command -v "$t" >/dev/null || { echo "bench/nsrun.sh: error: $t not found (apt-get install hyperfine runc crun busybox-static time)" >&2; exit 1; }
+done
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/hardway-bench-nsrun.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+b=$work/bundle
+mkdir -p "$b/rootfs/bin" "$b/rootfs/proc" "$b/rootfs/sys" "$b/rootfs/dev" "$b/rootfs/tmp"
+cp "$(command -v busybox)" "$b/rootfs/bin/busybox"
+ln -s busybox "$b/rootfs/bin/true"
+ln -s busybox "$b/rootfs/bin/sh"
+(cd "$b" && runc spec)
+python3 - "$b/config.json" <<'PY'
+import json, sys
+p = sys.argv[1]
+c = json.load(open(p))
+c["process"]["terminal"] = False
+c["process"]["args"] = ["/bin/true"]
+c.setdefault("annotations", {})["hardway.seccomp"] = "unconfined"
+json.dump(c, open(p, "w"), indent=1)
+PY
+mkdir -p "$work/runc" "$work/crun"
+
+# Every tool must run the bundle before it is timed.
+"$nsrun" "$b"
+runc --root "$work/runc" run -b "$b" "check$$"
+crun --root "$work/crun" run -b "$b" "check$$"
+
+# One hyperfine run for all four, through its shell (whose startup it measures and
+# subtracts): runc and crun need a fresh container id per run, the shell's $$.
+hyperfine --warmup 3 --runs "$runs" --export-json "$work/h.json" \
+  -n nsrun "$nsrun $b" \
+  -n runc "runc --root $work/runc run -b $b b\$\$" \
+  -n crun "crun --root $work/crun run -b $b b\$\$" \
+  -n floor "unshare --fork --pid --mount --uts --ipc --net true" \
+  >/dev/null
+
+peak() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
+declare -A mem
+mem[nsrun]=$(peak "$nsrun" "$b")
+mem[runc]=$(peak runc --root "$work/runc" run -b "$b" "m$$")
+mem[crun]=$(peak crun --root "$work/crun" run -b "$b" "m$$")
+mem[floor]=$(peak unshare --fork --pid --mount --uts --ipc --net true)
+
+python3 - "$work/h.json" "${mem[nsrun]}" "${mem[runc]}" "${mem[crun]}" "${mem[floor]}" <<'PY'
+import json, sys
+r = {}
+for x in json.load(open(sys.argv[1]))["results"]:
+    r[x["command"]] = x
+mem = dict(zip(["nsrun", "runc", "crun", "floor"], sys.argv[2:6]))
+print(f"{'':8}{'mean ms':>10}{'± ms':>8}{'min ms':>9}{'peak RSS KiB':>14}")
+for n in ["nsrun", "runc", "crun", "floor"]:
+    x = r[n]
+    print(f"{n:8}{x['mean']*1e3:10.2f}{x['stddev']*1e3:8.2f}{x['min']*1e3:9.2f}{mem[n]:>14}")
+m = {n: r[n]["mean"] for n in r}
+print(f"\nrunc/nsrun {m['runc']/m['nsrun']:.2f}x   crun/nsrun {m['crun']/m['nsrun']:.2f}x   "
+      f"nsrun/floor {m['nsrun']/m['floor']:.2f}x   (goals: crun/nsrun > 1, nsrun/floor < 2)")
+print(f"peak RSS runc/nsrun {int(mem['runc'])/int(mem['nsrun']):.2f}x")
+PY
