@@ -13,6 +13,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/hardway/hardway/internal/cgroup/cgmode"
 	"github.com/hardway/hardway/internal/cli"
 	"github.com/hardway/hardway/internal/fsutil"
 	"github.com/hardway/hardway/internal/state"
@@ -56,6 +57,15 @@ var maskedPaths = []string{
 
 var readonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
 
+// cgroupMount is /sys/fs/cgroup as Docker mounts it: cgroup2 on a v2 host; on v1 the runtime
+// turns type cgroup into a tmpfs holding the container's own cgroup of each hierarchy.
+func cgroupMount(v2 bool) specs.Mount {
+	if v2 {
+		return specs.Mount{Destination: "/sys/fs/cgroup", Type: "cgroup2", Source: "cgroup2", Options: []string{"ro", "nosuid", "noexec", "nodev"}}
+	}
+	return specs.Mount{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"ro", "nosuid", "noexec", "nodev"}}
+}
+
 // Spec builds the runtime spec of a container whose bundle is dir.
 func Spec(dir string, img ocispec.ImageConfig, o Options) (*specs.Spec, error) {
 	host := o.Hostname
@@ -81,6 +91,7 @@ func Spec(dir string, img ocispec.ImageConfig, o Options) (*specs.Spec, error) {
 		cwd = "/"
 	}
 	caps := append([]string{}, DefaultCaps...)
+	v2 := cgmode.Detect() == cgmode.Unified
 	s := &specs.Spec{
 		Version:  specs.Version,
 		Hostname: host,
@@ -102,7 +113,7 @@ func Spec(dir string, img ocispec.ImageConfig, o Options) (*specs.Spec, error) {
 			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
 			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
 			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
-			{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"ro", "nosuid", "noexec", "nodev"}},
+			cgroupMount(v2),
 			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 			{Destination: "/etc/resolv.conf", Type: "bind", Source: filepath.Join(dir, "resolv.conf"), Options: []string{"rbind", "rprivate"}},
@@ -123,6 +134,11 @@ func Spec(dir string, img ocispec.ImageConfig, o Options) (*specs.Spec, error) {
 			MaskedPaths:   maskedPaths,
 			ReadonlyPaths: readonlyPaths,
 		},
+	}
+	if v2 {
+		// On a cgroup v2 host Docker gives each container its own cgroup namespace, so the
+		// cgroup2 mount at /sys/fs/cgroup shows the container's cgroup as the root.
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.CgroupNamespace})
 	}
 	return s, nil
 }

@@ -1,61 +1,22 @@
 package cgroup
 
-import (
-	"os"
-	"path/filepath"
+import "github.com/hardway/hardway/internal/cgroup/cgmode"
 
-	"golang.org/x/sys/unix"
-)
+// Mode is how the host mounts cgroups (see package cgmode).
+type Mode = cgmode.Mode
 
-// Mode is how the host mounts cgroups.
-type Mode int
-
+// The three ways a host mounts cgroups.
 const (
-	// Legacy: only v1 hierarchies, one per controller (or group of controllers).
-	Legacy Mode = iota
-	// Hybrid: v1 hierarchies for the controllers plus an empty cgroup2 at /sys/fs/cgroup/unified.
-	Hybrid
-	// Unified: one cgroup2 hierarchy at /sys/fs/cgroup holds every controller.
-	Unified
+	Legacy  = cgmode.Legacy
+	Hybrid  = cgmode.Hybrid
+	Unified = cgmode.Unified
 )
-
-func (m Mode) String() string {
-	switch m {
-	case Unified:
-		return "unified (cgroup v2)"
-	case Hybrid:
-		return "hybrid (v1 controllers, empty cgroup2 at /sys/fs/cgroup/unified)"
-	}
-	return "legacy (cgroup v1)"
-}
 
 // cgroupRoot is where the host mounts its cgroups.
-const cgroupRoot = "/sys/fs/cgroup"
+const cgroupRoot = cgmode.Root
 
-// v2Root is $HARDWAY_CGROUP_ROOT when it names a cgroup2 mount: cgset then uses the v2
-// backend there and nowhere else. Tests use it to drive the v2 code on a hybrid host's
-// /sys/fs/cgroup/unified; a lab can point it at any cgroup2 mount.
-func v2Root() string {
-	r := os.Getenv("HARDWAY_CGROUP_ROOT")
-	var st unix.Statfs_t
-	if r == "" || unix.Statfs(r, &st) != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
-		return ""
-	}
-	return filepath.Clean(r)
-}
+// v2Root is $HARDWAY_CGROUP_ROOT when it names a cgroup2 mount (see cgmode.V2Root).
+func v2Root() string { return cgmode.V2Root() }
 
-// DetectMode looks at the filesystem types under /sys/fs/cgroup, as runc does
-// ($HARDWAY_CGROUP_ROOT on a cgroup2 mount counts as unified).
-func DetectMode() Mode {
-	if v2Root() != "" {
-		return Unified
-	}
-	var st unix.Statfs_t
-	if unix.Statfs(cgroupRoot, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
-		return Unified
-	}
-	if unix.Statfs(cgroupRoot+"/unified", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
-		return Hybrid
-	}
-	return Legacy
-}
+// DetectMode looks at the filesystem types under /sys/fs/cgroup, as runc does.
+func DetectMode() Mode { return cgmode.Detect() }

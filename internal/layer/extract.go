@@ -343,9 +343,8 @@ func setMeta(pfd int, base string, hdr *tar.Header, isDir bool) error {
 	}
 	isLink := hdr.Typeflag == tar.TypeSymlink
 	if !isLink {
-		// fchmodat2 with AT_SYMLINK_NOFOLLOW (Linux 6.6) refuses, rather than follows, a
-		// symlink that might have replaced the entry.
-		if err := unix.Fchmodat(pfd, base, tarMode(hdr), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		// Never follows a symlink that might have replaced the entry (chmod.go).
+		if err := chmodAt(pfd, base, tarMode(hdr)); err != nil {
 			return fmt.Errorf("chmod: %w", err)
 		}
 	}

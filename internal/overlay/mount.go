@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -25,6 +26,16 @@ var safeOptions = [][2]string{{"index", "off"}, {"redirect_dir", "nofollow"}, {"
 
 // forceLegacy makes mountOverlay use mount(2) even where the new mount API works (tests).
 var forceLegacy bool
+
+// noLowerdirPlus remembers, once mount(2) has worked where the new API failed, that this
+// kernel lacks lowerdir+, so later mounts in the process go straight to mount(2).
+var noLowerdirPlus atomic.Bool
+
+// The fsconfig calls, swapped by tests to play a kernel without lowerdir+ (Linux 6.1).
+var (
+	fsconfigSetString = unix.FsconfigSetString
+	fsconfigCreate    = unix.FsconfigCreate
+)
 
 // errNoLowerdirPlus says the kernel lacks the new mount API or its lowerdir+ (Linux < 6.8).
 var errNoLowerdirPlus = errors.New("no lowerdir+")
@@ -53,47 +64,61 @@ func mountOverlay(lowers []string, upper, work, rootfs string) error {
 	trace.Step(what,
 		"cd "+trace.Quote(home)+" && "+trace.Cmd("mount", "-t", "overlay", "overlay", "-o", data, rootfs))
 	return onThreadIn(home, func() error {
-		if !forceLegacy {
+		why := "forced"
+		switch {
+		case forceLegacy:
+		case noLowerdirPlus.Load():
+			why = "this kernel refused lowerdir+ on an earlier mount"
+		default:
 			err := mountNewAPI(lowers, upper, work, rootfs)
 			if !errors.Is(err, errNoLowerdirPlus) {
 				return err
 			}
+			why = err.Error()
 		}
 		if len(data) > os.Getpagesize()-1 {
 			return cli.Errorf("needs Linux ≥ 6.8 (lowerdir+), or an image with fewer layers",
-				"the overlay mount options are %d bytes, more than mount(2) takes (one page, %d)", len(data), os.Getpagesize()-1)
+				"the overlay mount options are %d bytes, more than mount(2) takes (one page, %d); the new mount API failed: %s", len(data), os.Getpagesize()-1, why)
 		}
-		trace.Step("mount(2) with one option string (no lowerdir+ on this kernel)")
+		trace.Step("mount(2) with one option string, short l/ names (new mount API not used: " + why + ")")
 		if err := unix.Mount("overlay", rootfs, "overlay", 0, data); err != nil {
 			return fmt.Errorf("mount -t overlay on %s: %w", rootfs, err)
+		}
+		if !forceLegacy {
+			noLowerdirPlus.Store(true)
 		}
 		return nil
 	})
 }
 
 // mountNewAPI mounts with fsopen, one fsconfig per option (lowerdir+ once per layer),
-// fsmount and move_mount. It returns errNoLowerdirPlus when the kernel lacks them.
+// fsmount and move_mount. It returns an error wrapping errNoLowerdirPlus when the kernel
+// lacks them: fsopen fails with ENOSYS/EPERM, or an fsconfig call or FSCONFIG_CMD_CREATE
+// fails with EINVAL. Before 6.8 (and on 6.1, where overlayfs has no fs_context of its own
+// and the kernel's legacy adapter takes any key) lowerdir+ may be accepted by fsconfig and
+// refused only at create ("unrecognized mount option"), or the adapter's one-page buffer
+// overflows ("Cumulative options too large"). A genuine EINVAL fails mount(2) too.
 func mountNewAPI(lowers []string, upper, work, rootfs string) error {
 	fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
 	if err == unix.ENOSYS || err == unix.EPERM {
-		return errNoLowerdirPlus
+		return fmt.Errorf("%w: fsopen(overlay): %v", errNoLowerdirPlus, err)
 	}
 	if err != nil {
 		return fmt.Errorf("fsopen(overlay): %w", err)
 	}
 	defer unix.Close(fd)
 	set := func(k, v string) error {
-		if err := unix.FsconfigSetString(fd, k, v); err != nil {
+		if err := fsconfigSetString(fd, k, v); err != nil {
+			if err == unix.EINVAL {
+				return fmt.Errorf("%w: fsconfig %s=%s: %v%s", errNoLowerdirPlus, k, v, err, kernelLog(fd))
+			}
 			return fmt.Errorf("fsconfig %s=%s: %w%s", k, v, err, kernelLog(fd))
 		}
 		return nil
 	}
-	for i, l := range lowers {
-		if err := unix.FsconfigSetString(fd, "lowerdir+", l); err != nil {
-			if i == 0 && err == unix.EINVAL {
-				return errNoLowerdirPlus
-			}
-			return fmt.Errorf("fsconfig lowerdir+=%s: %w%s", l, err, kernelLog(fd))
+	for _, l := range lowers {
+		if err := set("lowerdir+", l); err != nil {
+			return err
 		}
 	}
 	if err := set("upperdir", upper); err != nil {
@@ -108,7 +133,10 @@ func mountNewAPI(lowers []string, upper, work, rootfs string) error {
 		}
 	}
 	trace.Step(fmt.Sprintf("new mount API: fsopen(\"overlay\"), fsconfig lowerdir+ ×%d, upperdir, workdir, %s, FSCONFIG_CMD_CREATE, fsmount, move_mount", len(lowers), optString()))
-	if err := unix.FsconfigCreate(fd); err != nil {
+	if err := fsconfigCreate(fd); err != nil {
+		if err == unix.EINVAL {
+			return fmt.Errorf("%w: fsconfig FSCONFIG_CMD_CREATE (overlay): %v%s", errNoLowerdirPlus, err, kernelLog(fd))
+		}
 		return fmt.Errorf("fsconfig FSCONFIG_CMD_CREATE (overlay): %w%s", err, kernelLog(fd))
 	}
 	mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, 0)

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -10,12 +11,18 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hardway/hardway/internal/cgroup"
+	"github.com/hardway/hardway/internal/trace"
 )
 
-// mountCgroups gives the container a view of its own cgroups at dest, the way Docker does
-// on cgroup v1 (no cgroup namespace there): a tmpfs with, for each hierarchy, a read-only
-// bind of the container's cgroup dir, then the tmpfs itself made read-only.
-func mountCgroups(rootfs, dest string, flags uintptr, equivalent string) error {
+// mountCgroups gives the container a view of its own cgroups at dest, the way Docker does.
+// On a unified (v2) host that is a cgroup2 mount (see mountCgroup2). On cgroup v1 (no
+// cgroup namespace there): a tmpfs with, for each hierarchy, a read-only bind of the
+// container's cgroup dir, then the tmpfs itself made read-only.
+func mountCgroups(rootfs, dest string, flags uintptr, opts []string, cgroupNS bool) error {
+	if cgroup.DetectMode() == cgroup.Unified {
+		return mountCgroup2(rootfs, dest, flags, opts, cgroupNS)
+	}
+	equivalent := mountCmd("tmpfs", "tmpfs", dest, append(opts, "mode=755"))
 	if err := mountAt(rootfs, dest, "tmpfs", "tmpfs", flags&^unix.MS_RDONLY, nil, "mode=755", equivalent); err != nil {
 		return err
 	}
@@ -49,6 +56,32 @@ func mountCgroups(rootfs, dest string, flags uintptr, equivalent string) error {
 		return unix.Mount("", dest, "", unix.MS_REMOUNT|flags, "mode=755")
 	}
 	return nil
+}
+
+// mountCgroup2 mounts the container's own cgroup2 directory at dest (on a unified host, or
+// when config.json asks for type cgroup2). In a cgroup namespace
+// (already unshared inside the container's cgroup) a fresh cgroup2 mount is rooted at that
+// cgroup; without one a fresh mount would show the host's whole tree, so, as runc does,
+// bind the container's own cgroup dir instead (still of type cgroup2 in mountinfo).
+func mountCgroup2(rootfs, dest string, flags uintptr, opts []string, cgroupNS bool) error {
+	if cgroupNS {
+		trace.Step("mount cgroup2, rooted at the container's cgroup by its cgroup namespace")
+		return mountAt(rootfs, dest, "cgroup2", "cgroup2", flags, nil, "", mountCmd("cgroup2", "cgroup2", dest, opts))
+	}
+	hs, err := cgroup.Hierarchies()
+	if err != nil {
+		return err
+	}
+	path, ok := ownCgroups()[""]
+	for _, h := range hs {
+		if h.V2 && ok {
+			src := filepath.Join(h.Mount, path)
+			trace.Step("cgroup2 without a cgroup namespace: bind the container's own cgroup dir, so the host's tree stays hidden")
+			bopts := append([]string{"rbind"}, opts...)
+			return mountAt(rootfs, dest, src, "", flags|unix.MS_BIND|unix.MS_REC, nil, "", mountCmd("", src, dest, bopts))
+		}
+	}
+	return fmt.Errorf("mount cgroup2 on %s: no cgroup2 hierarchy holds this process", strings.TrimPrefix(dest, rootfs))
 }
 
 // ownCgroups maps each hierarchy (its sorted controller list, "" for cgroup2) to this

@@ -56,7 +56,8 @@ func initContainer(bundle string, noPivot bool) error {
 	if err != nil {
 		return err
 	}
-	if hasNamespace(spec, specs.CgroupNamespace) {
+	cgroupNS := hasNamespace(spec, specs.CgroupNamespace)
+	if cgroupNS {
 		// Only now, inside the container's cgroup, so that cgroup becomes the root it sees.
 		trace.Step("make a cgroup namespace rooted at the container's cgroup", "unshare --cgroup")
 		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
@@ -87,7 +88,7 @@ func initContainer(bundle string, noPivot bool) error {
 
 	devTmpfs := false
 	for _, m := range spec.Mounts {
-		if err := mountOne(rootfs, bundle, m); err != nil {
+		if err := mountOne(rootfs, bundle, m, cgroupNS); err != nil {
 			return err
 		}
 		if filepath.Clean(m.Destination) == "/dev" && m.Type == "tmpfs" {

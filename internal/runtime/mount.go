@@ -61,7 +61,9 @@ func parseOptions(opts []string) (flags uintptr, prop []uintptr, data string) {
 }
 
 // mountOne mounts one config.json entry inside rootfs.
-func mountOne(rootfs, bundle string, m specs.Mount) error {
+// cgroupNS says the container has its own cgroup namespace (a cgroup mount then shows
+// only the container's cgroup).
+func mountOne(rootfs, bundle string, m specs.Mount, cgroupNS bool) error {
 	flags, prop, data := parseOptions(m.Options)
 	typ, src := m.Type, m.Source
 	bind := typ == "bind" || flags&unix.MS_BIND != 0
@@ -94,8 +96,12 @@ func mountOne(rootfs, bundle string, m specs.Mount) error {
 	if err := makeMountpoint(dest, isFile); err != nil {
 		return fmt.Errorf("mount point %s: %w", m.Destination, err)
 	}
-	if typ == "cgroup" {
-		return mountCgroups(rootfs, dest, flags, mountCmd("tmpfs", "tmpfs", dest, append(m.Options, "mode=755")))
+	switch typ {
+	case "cgroup":
+		return mountCgroups(rootfs, dest, flags, m.Options, cgroupNS)
+	case "cgroup2":
+		// Asked for by name: still only the container's own cgroup, never the host's tree.
+		return mountCgroup2(rootfs, dest, flags, m.Options, cgroupNS)
 	}
 	err = mountAt(rootfs, dest, src, typ, flags, prop, data, mountCmd(typ, src, dest, m.Options))
 	if typ == "sysfs" && errors.Is(err, unix.EPERM) {

@@ -18,7 +18,8 @@ import (
 // runtimetestCannot lists the runtimetest checks that cannot pass here, and why.
 var runtimetestCannot = map[string]string{
 	// On cgroup v1 Docker and runc give the container a tmpfs holding read-only binds of
-	// its own cgroups, as nsrun does; runtimetest v0.9.0 wants a mount of type cgroup.
+	// its own cgroups, as nsrun does; runtimetest v0.9.0 wants a mount of the config's type
+	// (cgroup). On v2 the mount is cgroup2: it passes when the config says so (cgroupv2 case).
 	"mounts[4] (/sys/fs/cgroup) found": "cgroup v1 layout",
 }
 
@@ -40,9 +41,10 @@ func buildRuntimetest(t *testing.T) string {
 // container nsrun made against the config.json it was given.
 func TestRuntimetest(t *testing.T) {
 	rt := buildRuntimetest(t)
-	for name, userns := range map[string]bool{"plain": false, "userns": true} {
+	for _, name := range []string{"plain", "userns", "cgroupv2"} {
 		t.Run(name, func(t *testing.T) {
-			_, b := bundleRunning(t, "true")
+			userns, v2 := name == "userns", name == "cgroupv2"
+			id, b := bundleRunning(t, "true")
 			rootfs := filepath.Join(b, "rootfs")
 			bin, err := os.ReadFile(rt)
 			if err != nil {
@@ -72,6 +74,12 @@ func TestRuntimetest(t *testing.T) {
 					}
 				}
 				s.Linux.ReadonlyPaths = ro
+				if v2 {
+					// As on a unified host (see TestCgroupV2), with the config naming the
+					// cgroup2 type and a cgroup namespace, as runtimetest wants on v2.
+					s.Mounts[4].Type, s.Mounts[4].Source = "cgroup2", "cgroup2"
+					s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+				}
 				if userns {
 					s.Linux.Devices = nil // mknod is not allowed in a user namespace
 					s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
@@ -89,11 +97,26 @@ func TestRuntimetest(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(rootfs, "config.json"), cfg, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			r := nsrun(t, b)
+			args := []string{b}
+			if v2 {
+				t.Setenv("HARDWAY_CGROUP_ROOT", "/sys/fs/cgroup/unified")
+				dir := filepath.Join("/sys/fs/cgroup/unified", testutil.CgroupParent(t), id)
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { os.Remove(dir) })
+				args = []string{"--cgroup", id, b}
+			}
+			r := nsrun(t, args...)
 			checkTAP(t, r)
+			if v2 && !mounts4OK.MatchString(r.Stdout) {
+				t.Errorf("runtimetest: /sys/fs/cgroup is not the cgroup2 mount the config asks for")
+			}
 		})
 	}
 }
+
+var mounts4OK = regexp.MustCompile(`(?m)^ok \d+ - mounts\[4\] \(/sys/fs/cgroup\) found in order\s*$`)
 
 var tapLine = regexp.MustCompile(`^(not ok|ok) (\d+)(?: - ([^#]*))?\s*(?:# (TODO|SKIP)(.*))?$`)
 
