@@ -22,8 +22,12 @@ else mount(2) with short l/ names; index=off, redirect_dir=nofollow, metacopy=of
 500 lower dirs, the kernel's limit). Then hostname, hosts, resolv.conf and config.json: the
 OCI runtime spec built from the image config (CMD after -- replaces the image's Cmd, as
 docker run does; a named User is looked up in the image's own /etc/passwd and /etc/group).
+--env, --workdir, --user and --volume are docker run's -e, -w, -u and -v: they override the
+image config in config.json (a --volume is a bind mount, rbind+rprivate, +ro with :ro).
 Prints the bundle dir on stdout. Running it again for the same ID and IMAGE changes nothing
-and prints the same dir; a failure leaves nothing behind.
+and prints the same dir, even with other --env/--workdir/--user/--volume/--hostname/-t or
+CMD: the first run's config.json stays (overlay rm ID first to change them); a failure
+leaves nothing behind.
 
 overlay rm ID unmounts the rootfs and removes the container's dir.
 
@@ -35,6 +39,10 @@ type createCmd struct {
 	ID       string   `name:"id" required:"" help:"Container id (letters, digits, '_', '.', '-')."`
 	Hostname string   `help:"Hostname inside the container (default: the id)."`
 	Tty      bool     `short:"t" help:"The process will get a terminal (sets terminal: true and TERM)."`
+	Env      []string `short:"e" sep:"none" placeholder:"K=V" help:"Environment variable, over the image's (docker run -e; K alone takes K from this environment). Repeatable."`
+	Workdir  string   `short:"w" placeholder:"DIR" help:"Working dir inside, absolute (docker run -w; default: the image's WorkingDir, else /)."`
+	User     string   `short:"u" placeholder:"U[:G]" help:"User to run as: uid[:gid] or name[:group] from the image's /etc/passwd and /etc/group (docker run -u; default: the image's User)."`
+	Volume   []string `short:"v" sep:"none" placeholder:"HOST:CTR[:ro]" help:"Bind-mount existing host path HOST on CTR, both absolute; :ro read-only (docker run -v). Repeatable."`
 	Image    string   `arg:"" optional:"" help:"Image handle NAME@sha256:… (default: one line of stdin)."`
 	Cmd      []string `kong:"-"`
 }
@@ -51,7 +59,10 @@ func (c *createCmd) Run(g *cli.Globals) error {
 	if err != nil {
 		return err
 	}
-	dir, err := overlay.Create(im, overlay.Options{ID: c.ID, Hostname: c.Hostname, Cmd: c.Cmd, Tty: c.Tty})
+	dir, err := overlay.Create(im, overlay.Options{
+		ID: c.ID, Hostname: c.Hostname, Cmd: c.Cmd, Tty: c.Tty,
+		Env: c.Env, WorkingDir: c.Workdir, User: c.User, Volumes: c.Volume,
+	})
 	if err != nil {
 		return err
 	}

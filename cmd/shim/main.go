@@ -23,8 +23,16 @@ once it does), reaps it and every orphan, and records its exit code (128+signal)
 whether the OOM killer struck its cgroup (oomKilled) in state.json. An attach socket in
 the run dir ($HARDWAY_RUN/ID/attach) streams the output live to 'shim attach'.
 
+With --tty the container's stdio is a terminal instead of pipes: the supervisor opens a
+pty, gives its slave to the runtime as stdin/stdout/stderr and controlling terminal (run
+the runtime with -i so the container inherits it as stdin too, and without its own --tty),
+keeps the master, logs what comes out of it as stdout (as Docker logs a -t container) and
+types what 'shim attach' sends into it (end of input is ^D); an attach from a terminal
+runs that terminal raw and passes its window size on.
+
   bundle=$(overlay --id web "$img")
   shim --id web -- nsrun --netns web --cgroup web "$bundle"
+  shim --id sh --tty -- nsrun -i "$bundle"     # the container's stdio is a terminal
   shim ps; shim logs -f web; shim attach web; shim kill web; shim wait web; shim rm web
 
 If the runtime fails, the runtime's error is printed and shim exits 1.`
@@ -33,6 +41,7 @@ type startCmd struct {
 	ID          string   `name:"id" required:"" help:"Container id (names containers/ID and the run dir)."`
 	LogFormat   string   `name:"log-format" default:"json-file" enum:"json-file,cri" help:"Log format: json-file (Docker's, containers/ID/log.json) or cri (<time> <stream> <P|F> <line>, containers/ID/container.log)."`
 	Interactive bool     `short:"i" help:"Give the container a stdin pipe that 'shim attach' writes to (give the runtime -i too)."`
+	TTY         bool     `name:"tty" short:"t" help:"Give the container a terminal: a pty the shim allocates, its slave the runtime's stdio and controlling terminal (implies -i; give the runtime -i, not --tty); its output is logged as stdout, 'shim attach' types into it."`
 	Command     []string `arg:"" passthrough:"" name:"CMD" help:"The runtime command line, after --."`
 }
 
@@ -41,7 +50,7 @@ func (c *startCmd) Run(g *cli.Globals) error {
 	if len(args) > 0 && args[0] == "--" {
 		args = args[1:]
 	}
-	pid, err := shim.Start(c.ID, args, shim.Options{LogFormat: c.LogFormat, Interactive: c.Interactive})
+	pid, err := shim.Start(c.ID, args, shim.Options{LogFormat: c.LogFormat, Interactive: c.Interactive, TTY: c.TTY})
 	if err != nil {
 		return err
 	}
@@ -119,7 +128,7 @@ type shimCmd struct {
 	Kill   killCmd   `cmd:"" help:"Send a signal (default TERM) to the container's PID 1; a stopped container is a no-op."`
 	Wait   waitCmd   `cmd:"" help:"Block until the container exits and print its exit code."`
 	Logs   logsCmd   `cmd:"" help:"Print the container's output, stdout and stderr on their own streams (-f: follow until it exits)."`
-	Attach attachCmd `cmd:"" help:"Stream a running container's output live (and send stdin to it if it was started with -i); exits with its exit code."`
+	Attach attachCmd `cmd:"" help:"Stream a running container's output live (and send stdin to it if it was started with -i or --tty; with --tty a terminal here goes raw and lends its size); exits with its exit code."`
 	Rm     rmCmd     `cmd:"" help:"Kill the container if running and remove its state, log and run dir (not the bundle: overlay rm)."`
 }
 

@@ -3,11 +3,13 @@ package main
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/hardway/hardway/internal/cli"
 	"github.com/hardway/hardway/internal/layer"
 	"github.com/hardway/hardway/internal/layout"
 	"github.com/hardway/hardway/internal/overlay"
+	"github.com/hardway/hardway/internal/ui"
 )
 
 const description = `Extract the layers of a pulled image into the layer store, one dir per layer, the way
@@ -18,7 +20,13 @@ argument or one line of stdin. Each layer is extracted into $HARDWAY_ROOT/overla
 (whiteouts become 0/0 character devices, opaque dirs get trusted.overlay.opaque=y), verified
 (blob digest and size, diff_id) and only then renamed into place, with its short link
 overlay/l/<SHORT>. Layers already there are reused; missing ones are extracted several at a
-time. Prints the same IMAGE handle on stdout.
+time, with a progress bar per layer when stderr is a terminal (not with --trace; NO_COLOR
+turns its colours off). Prints the same IMAGE handle on stdout.
+
+--userxattr writes opaque dirs as user.overlay.opaque=y instead, the form an overlay mounted
+with the userxattr option reads (rootless, in a user namespace, Linux >= 5.11); whiteouts
+stay 0/0 character devices. Those layers live apart, in overlay/<chain-id>-userxattr with a
+userxattr marker file beside diff/, so the two forms never mix.
 
 Layers are untrusted: every path is resolved inside the layer dir by the kernel, and all the
 layers of the image together may extract at most --max-size bytes (each entry also counts
@@ -34,6 +42,8 @@ type unpackCmd struct {
 	Image   string `arg:"" optional:"" help:"Image handle NAME@sha256:… (default: one line of stdin)."`
 	MaxSize string `name:"max-size" placeholder:"SIZE" help:"Cap on the bytes the image may extract, e.g. 512M, 64G (default: $$HARDWAY_UNPACK_MAX_SIZE, else 64G)."`
 	Jobs    int    `help:"Layers extracted at once (default: the number of CPUs, at least 2)."`
+	// The env var lets scripts switch a whole run to the user. form without new flags.
+	UserXattr bool `name:"userxattr" env:"HARDWAY_UNPACK_USERXATTR" help:"Write opaque dirs as user.overlay.opaque, for overlays mounted with userxattr in a user namespace."`
 }
 
 func (c *unpackCmd) Run(g *cli.Globals) error {
@@ -45,7 +55,7 @@ func (c *unpackCmd) Run(g *cli.Globals) error {
 	if err != nil {
 		return err
 	}
-	o := overlay.UnpackOptions{Jobs: c.Jobs}
+	o := overlay.UnpackOptions{Jobs: c.Jobs, UserXattr: c.UserXattr, Progress: ui.Output(os.Stderr)}
 	if c.MaxSize != "" {
 		if o.MaxSize, err = layer.ParseSize(c.MaxSize); err != nil {
 			return cli.Hint(err, "")

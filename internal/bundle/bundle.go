@@ -6,6 +6,7 @@ package bundle
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,6 +41,11 @@ type Options struct {
 	// Rootfs is the mounted merged root, where a named User is looked up ("" : numeric
 	// users only).
 	Rootfs string
+	// docker run -e, -w, -u, -v: they override the image's config.
+	Env        []string // K=V, or K alone: K's value in the caller's environment (dropped if unset)
+	WorkingDir string   // absolute; default: the image's WorkingDir, else /
+	User       string   // uid[:gid] or name[:group] (looked up in Rootfs); default: the image's User
+	Volumes    []string // HOST:CTR[:ro|:rw] bind mounts; HOST must exist
 }
 
 // DefaultCaps is Docker's default capability set (moby oci/caps/defaults.go).
@@ -81,12 +87,31 @@ func Spec(dir string, img ocispec.ImageConfig, o Options) (*specs.Spec, error) {
 	if len(args) == 0 {
 		return nil, cli.Errorf("give one after --: overlay --id "+o.ID+" IMAGE -- CMD…", "the image has no Entrypoint or Cmd and no command was given")
 	}
-	user, home, err := ResolveUser(o.Rootfs, img.User)
+	binds, err := Binds(o.Volumes)
+	if err != nil {
+		return nil, err
+	}
+	if o.WorkingDir != "" && !filepath.IsAbs(o.WorkingDir) {
+		return nil, cli.Errorf("give an absolute path, like --workdir /tmp", "working dir %q is not absolute", o.WorkingDir)
+	}
+	u := img.User
+	if o.User != "" {
+		u = o.User
+	}
+	user, home, err := ResolveUser(o.Rootfs, u)
+	var he *cli.HintError
+	if err != nil && o.User != "" && errors.As(err, &he) {
+		// The name came from --user, not the image: point there.
+		he.Hint = "give --user as uid[:gid], or a name in the image's /etc/passwd and /etc/group"
+	}
 	if err != nil {
 		return nil, err
 	}
 
 	cwd := img.WorkingDir
+	if o.WorkingDir != "" {
+		cwd = filepath.Clean(o.WorkingDir)
+	}
 	if cwd == "" {
 		cwd = "/"
 	}
@@ -100,7 +125,7 @@ func Spec(dir string, img ocispec.ImageConfig, o Options) (*specs.Spec, error) {
 			Terminal: o.Tty,
 			User:     user,
 			Args:     args,
-			Env:      env(img.Env, host, home, o.Tty),
+			Env:      withEnv(env(img.Env, host, home, o.Tty), o.Env),
 			Cwd:      cwd,
 			Capabilities: &specs.LinuxCapabilities{
 				Bounding: caps, Effective: caps, Permitted: caps,
@@ -135,6 +160,7 @@ func Spec(dir string, img ocispec.ImageConfig, o Options) (*specs.Spec, error) {
 			ReadonlyPaths: readonlyPaths,
 		},
 	}
+	s.Mounts = append(s.Mounts, binds...)
 	if v2 {
 		// On a cgroup v2 host Docker gives each container its own cgroup namespace, so the
 		// cgroup2 mount at /sys/fs/cgroup shows the container's cgroup as the root.
@@ -170,6 +196,68 @@ func env(img []string, host, home string, tty bool) []string {
 		out = append(out, "TERM=xterm")
 	}
 	return out
+}
+
+// withEnv adds docker run -e entries to env, replacing a variable of the same name. K alone
+// takes K's value from the caller's environment and is dropped when the caller has none, as
+// docker run -e K does.
+func withEnv(env, extra []string) []string {
+	for _, e := range extra {
+		k, _, hasValue := strings.Cut(e, "=")
+		if !hasValue {
+			v, ok := os.LookupEnv(k)
+			if !ok {
+				continue
+			}
+			e = k + "=" + v
+		}
+		out := env[:0:0]
+		for _, old := range env {
+			if ok, _, _ := strings.Cut(old, "="); ok != k {
+				out = append(out, old)
+			}
+		}
+		env = append(out, e)
+	}
+	return env
+}
+
+// Binds turns docker run -v HOST:CTR[:ro|:rw] into bind mounts for config.json. HOST must be
+// an existing absolute path (docker would create a missing one; a typo should not make a
+// dir on the host). CTR is absolute and not /. The runtime makes the mount point inside the
+// rootfs without following the image's symlinks out of it.
+func Binds(vols []string) ([]specs.Mount, error) {
+	var out []specs.Mount
+	for _, v := range vols {
+		hint := "use HOST:CTR[:ro] with absolute paths, like --volume /srv/data:/data:ro"
+		f := strings.Split(v, ":")
+		if len(f) < 2 || len(f) > 3 || f[0] == "" || f[1] == "" {
+			return nil, cli.Errorf(hint, "volume %q is not HOST:CTR[:ro]", v)
+		}
+		host, ctr := f[0], f[1]
+		opts := []string{"rbind", "rprivate"}
+		if len(f) == 3 {
+			switch f[2] {
+			case "ro":
+				opts = append(opts, "ro")
+			case "rw":
+			default:
+				return nil, cli.Errorf(hint, "volume %q: mode %q is not ro or rw", v, f[2])
+			}
+		}
+		if !filepath.IsAbs(host) || !filepath.IsAbs(ctr) {
+			return nil, cli.Errorf(hint, "volume %q: both paths must be absolute", v)
+		}
+		if filepath.Clean(ctr) == "/" {
+			return nil, cli.Errorf(hint, "volume %q: cannot mount over the container's /", v)
+		}
+		if _, err := os.Stat(host); err != nil {
+			return nil, cli.Errorf("create it first, or fix the path", "volume %q: host path %s does not exist", v, host)
+		}
+		trace.Stepf("bind-mount host %s on the container's %s%s", host, ctr, map[bool]string{true: " read-only"}[len(opts) == 3])
+		out = append(out, specs.Mount{Destination: filepath.Clean(ctr), Type: "bind", Source: filepath.Clean(host), Options: opts})
+	}
+	return out, nil
 }
 
 // HostResolvConf is the host file resolv.conf is made from (a variable so tests can point

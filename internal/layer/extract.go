@@ -1,6 +1,6 @@
 // Package layer extracts one image layer (a tar stream) into an empty directory in the form
 // overlayfs reads: whiteouts become 0/0 character devices, opaque markers become the
-// trusted.overlay.opaque xattr. Every path is resolved inside the directory by the kernel
+// trusted.overlay.opaque xattr (user.overlay.opaque for a userxattr mount). Every path is resolved inside the directory by the kernel
 // (openat2 RESOLVE_IN_ROOT), so a hostile tar cannot write outside it.
 package layer
 
@@ -25,7 +25,23 @@ const (
 	opaqueMarker   = ".wh..wh..opq"
 	// OpaqueXattr marks a directory whose lower contents overlayfs hides.
 	OpaqueXattr = "trusted.overlay.opaque"
+	// UserOpaqueXattr is the same mark for overlay mounts with the userxattr option, the
+	// form a user namespace without CAP_SYS_ADMIN in the init namespace can write and read
+	// (overlayfs.rst "User xattr", kernel >= 5.11).
+	UserOpaqueXattr = "user.overlay.opaque"
 )
+
+// Options tune Apply and ExtractBlob.
+type Options struct {
+	// Budget caps what may be written (nil: DefaultMaxSize).
+	Budget *Budget
+	// UserXattr writes opaque dirs as user.overlay.opaque instead of trusted.overlay.opaque.
+	// Whiteouts stay 0/0 character devices in both forms: overlayfs reads them either way,
+	// and since Linux 5.8 creating one needs no CAP_MKNOD.
+	UserXattr bool
+	// Progress, when set, is handed every compressed byte ExtractBlob reads (a progress bar).
+	Progress io.Writer
+}
 
 // Stats counts what Apply did, for the caller's summary.
 type Stats struct {
@@ -44,6 +60,12 @@ type dirTime struct {
 // drains what follows (it is part of the hashed stream). On error dir holds a partial
 // tree: the caller extracts into a temporary dir and throws it away.
 func Apply(dir string, r io.Reader, budget *Budget) (Stats, error) {
+	return ApplyWith(dir, r, Options{Budget: budget})
+}
+
+// ApplyWith is Apply with options: the budget and the xattr form of opaque dirs.
+func ApplyWith(dir string, r io.Reader, o Options) (Stats, error) {
+	budget := o.Budget
 	if budget == nil {
 		budget = NewBudget(DefaultMaxSize)
 	}
@@ -53,6 +75,10 @@ func Apply(dir string, r io.Reader, budget *Budget) (Stats, error) {
 		return st, err
 	}
 	defer rt.Close()
+	rt.opaqueXattr = OpaqueXattr
+	if o.UserXattr {
+		rt.opaqueXattr = UserOpaqueXattr
+	}
 	var dirs []dirTime
 	// Whiteouts inside a dir this same layer makes opaque are dropped: the opaque dir already
 	// hides everything below it, and in a dir no lower layer shares overlayfs may list a
@@ -150,9 +176,9 @@ func (r *root) opaque(dir string) error {
 	}
 	defer unix.Close(fd)
 	trace.Step("opaque directory /"+dir+" (hide what lower layers have in it)",
-		trace.Cmd("setfattr", "-n", OpaqueXattr, "-v", "y", "diff/"+dir))
-	if err := unix.Lsetxattr(procPath(fd, "."), OpaqueXattr, []byte("y"), 0); err != nil {
-		return fmt.Errorf("set %s on /%s: %w", OpaqueXattr, dir, err)
+		trace.Cmd("setfattr", "-n", r.opaqueXattr, "-v", "y", "diff/"+dir))
+	if err := unix.Lsetxattr(procPath(fd, "."), r.opaqueXattr, []byte("y"), 0); err != nil {
+		return fmt.Errorf("set %s on /%s: %w", r.opaqueXattr, dir, err)
 	}
 	return nil
 }

@@ -18,8 +18,9 @@ import (
 // or changed with the *at syscalls relative to its parent's fd. No string prefix check
 // stands between a hostile tar and the host.
 type root struct {
-	fd   int
-	name string
+	fd          int
+	name        string
+	opaqueXattr string // the xattr opaque() sets: trusted. or user. form
 }
 
 func openRoot(dir string) (*root, error) {
@@ -27,7 +28,7 @@ func openRoot(dir string) (*root, error) {
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
 	}
-	return &root{fd: fd, name: dir}, nil
+	return &root{fd: fd, name: dir, opaqueXattr: OpaqueXattr}, nil
 }
 
 func (r *root) Close() error { return unix.Close(r.fd) }

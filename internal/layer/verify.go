@@ -68,6 +68,12 @@ type Result struct {
 // into a temporary dir and throws it away.
 // budget caps what may be written (nil: DefaultMaxSize).
 func ExtractBlob(dir, blobPath string, desc ocispec.Descriptor, diffID digest.Digest, budget *Budget) (Result, error) {
+	return ExtractBlobWith(dir, blobPath, desc, diffID, Options{Budget: budget})
+}
+
+// ExtractBlobWith is ExtractBlob with options: the budget, the xattr form of opaque dirs and
+// a progress writer fed with the compressed bytes as they are read.
+func ExtractBlobWith(dir, blobPath string, desc ocispec.Descriptor, diffID digest.Digest, o Options) (Result, error) {
 	res := Result{}
 	comp, err := CompressionOf(desc.MediaType)
 	if err != nil {
@@ -81,7 +87,11 @@ func ExtractBlob(dir, blobPath string, desc ocispec.Descriptor, diffID digest.Di
 	defer f.Close()
 
 	blobDigester := desc.Digest.Algorithm().Digester()
-	counted := &countingReader{r: io.TeeReader(f, blobDigester.Hash())}
+	var hashed io.Writer = blobDigester.Hash()
+	if o.Progress != nil {
+		hashed = io.MultiWriter(hashed, o.Progress)
+	}
+	counted := &countingReader{r: io.TeeReader(f, hashed)}
 
 	var tarStream io.Reader
 	switch comp {
@@ -107,7 +117,7 @@ func ExtractBlob(dir, blobPath string, desc ocispec.Descriptor, diffID digest.Di
 	diffDigester := diffID.Algorithm().Digester()
 	tarStream = io.TeeReader(tarStream, diffDigester.Hash())
 
-	st, applyErr := Apply(dir, tarStream, budget)
+	st, applyErr := ApplyWith(dir, tarStream, o)
 	res.Stats = st
 	if errors.Is(applyErr, ErrTooBig) {
 		// Draining a bomb would decompress all of it: stop here, bounded.

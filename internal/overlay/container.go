@@ -26,6 +26,11 @@ type Options struct {
 	Hostname string   // default: the id
 	Cmd      []string // replaces the image's Cmd when given
 	Tty      bool
+	// docker run -e, -w, -u, -v, passed to bundle.Options as they are.
+	Env        []string
+	WorkingDir string
+	User       string
+	Volumes    []string
 }
 
 // Create makes the container's bundle: upper/, work/ and init/ (Docker's <id>-init layer)
@@ -109,6 +114,7 @@ func build(im *layout.Image, o Options, layers []Layer, dir string) error {
 	spec, err := bundle.Spec(dir, im.Config.Config, bundle.Options{
 		ID: o.ID, Hostname: host, Image: im.Handle(), Cmd: o.Cmd, Tty: o.Tty,
 		Rootfs: filepath.Join(dir, "rootfs"),
+		Env:    o.Env, WorkingDir: o.WorkingDir, User: o.User, Volumes: o.Volumes,
 	})
 	if err != nil {
 		return err

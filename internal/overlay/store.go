@@ -8,6 +8,7 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -24,11 +25,27 @@ import (
 	"github.com/hardway/hardway/internal/layout"
 	"github.com/hardway/hardway/internal/state"
 	"github.com/hardway/hardway/internal/trace"
+	"github.com/hardway/hardway/internal/ui"
 )
 
 // LayerDir is where the layer with this chain id lives: diff/, link, lower.
-func LayerDir(chainID digest.Digest) string {
-	return filepath.Join(state.OverlayDir(), chainID.Encoded())
+func LayerDir(chainID digest.Digest) string { return LayerDirFor(chainID, false) }
+
+// userXattrSuffix keys the user.-form copy of a layer apart from the trusted.-form one: the
+// two differ on disk (opaque dirs), so one must never be mounted as the other.
+const userXattrSuffix = "-userxattr"
+
+// userXattrMarker is the file beside diff/ that says the layer is in the user. form and must
+// be mounted with the userxattr option.
+const userXattrMarker = "userxattr"
+
+// LayerDirFor is LayerDir for either xattr form of the layer.
+func LayerDirFor(chainID digest.Digest, userXattr bool) string {
+	name := chainID.Encoded()
+	if userXattr {
+		name += userXattrSuffix
+	}
+	return filepath.Join(state.OverlayDir(), name)
 }
 
 // LinkDir holds the short symlinks l/<SHORT> -> ../<chain-id>/diff that keep the overlay
@@ -46,7 +63,13 @@ type Layer struct {
 	Digest  digest.Digest // the layer blob in the manifest
 	ChainID digest.Digest
 	Link    string // short name: the layer's diff is overlay/l/<Link>
+	// UserXattr: opaque dirs carry user.overlay.opaque, so the overlay must be mounted with
+	// userxattr (a user namespace's mount); otherwise trusted.overlay.opaque.
+	UserXattr bool
 }
+
+// Dir is where the layer lives.
+func (l Layer) Dir() string { return LayerDirFor(l.ChainID, l.UserXattr) }
 
 // UnpackOptions bound the work of Unpack.
 type UnpackOptions struct {
@@ -55,6 +78,11 @@ type UnpackOptions struct {
 	MaxSize int64
 	// Jobs is how many layers are extracted at once (0: the number of CPUs, at least 2).
 	Jobs int
+	// UserXattr extracts opaque dirs as user.overlay.opaque, for overlays mounted with the
+	// userxattr option inside a user namespace; these layers live apart from the others.
+	UserXattr bool
+	// Progress, when set (a terminal), gets a bar per layer: compressed bytes read.
+	Progress io.Writer
 }
 
 // Unpack is UnpackWith default options.
@@ -87,15 +115,19 @@ func UnpackWith(im *layout.Image, o UnpackOptions) ([]Layer, error) {
 	n := len(chains)
 	out := make([]Layer, n)
 	todo := make([]bool, n)
+	prog := ui.New(o.Progress)
+	bars := make([]*ui.Bar, n)
 	// First the short names, bottom up: a layer's lower file lists the ones below it, so
 	// new layers get theirs before any extraction starts.
 	for i, desc := range im.Manifest.Layers {
-		out[i] = Layer{Digest: desc.Digest, ChainID: chains[i]}
-		link, err := readLink(chains[i])
+		out[i] = Layer{Digest: desc.Digest, ChainID: chains[i], UserXattr: o.UserXattr}
+		bars[i] = prog.Add(shortDigest(desc.Digest)+" layer", desc.Size)
+		link, err := readLink(out[i].Dir())
 		switch {
 		case err == nil:
-			trace.Stepf("layer %d/%d %s: already unpacked in %s", i+1, n, desc.Digest, LayerDir(chains[i]))
+			trace.Stepf("layer %d/%d %s: already unpacked in %s", i+1, n, desc.Digest, out[i].Dir())
 			out[i].Link = link
+			bars[i].Set("already unpacked")
 		case errors.Is(err, fs.ErrNotExist):
 			if out[i].Link, err = newShortName(); err != nil {
 				return nil, err
@@ -124,15 +156,18 @@ func UnpackWith(im *layout.Image, o UnpackOptions) ([]Layer, error) {
 			defer func() { <-sem }()
 			// A layer that fails does not stop the others: each good one is kept (it is
 			// content-addressed, the next image may share it) and the budget bounds the work.
-			link, err := unpackLayer(im, i, chains[i], out[i].Link, lowers[i], budget)
+			link, err := unpackLayer(im, i, out[i], lowers[i], layer.Options{Budget: budget, UserXattr: o.UserXattr, Progress: bars[i]})
 			if err != nil {
+				bars[i].Set("failed")
 				errs[i] = err
 				return
 			}
+			bars[i].Set("done")
 			out[i].Link = link
 		}()
 	}
 	wg.Wait()
+	prog.Finish()
 	for _, err := range errs { // the bottom-most failure, the one a learner fixes first
 		if err != nil {
 			return nil, err
@@ -163,7 +198,7 @@ func lowersOf(below []Layer) string {
 }
 
 func fixLower(l Layer, want string) error {
-	p := filepath.Join(LayerDir(l.ChainID), "lower")
+	p := filepath.Join(l.Dir(), "lower")
 	if b, err := os.ReadFile(p); err == nil && string(b) == want {
 		return nil
 	}
@@ -171,18 +206,26 @@ func fixLower(l Layer, want string) error {
 }
 
 // Layers returns the image's layers, bottom first, failing on the first one not unpacked.
-func Layers(im *layout.Image) ([]Layer, error) {
+func Layers(im *layout.Image) ([]Layer, error) { return LayersFor(im, false) }
+
+// LayersFor is Layers for either xattr form (userXattr: as unpack --userxattr left them).
+func LayersFor(im *layout.Image, userXattr bool) ([]Layer, error) {
 	chains := layout.ChainIDs(im.Config.RootFS.DiffIDs)
 	var out []Layer
 	for i, desc := range im.Manifest.Layers {
-		link, err := readLink(chains[i])
+		l := Layer{Digest: desc.Digest, ChainID: chains[i], UserXattr: userXattr}
+		link, err := readLink(l.Dir())
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, cli.Errorf("run: unpack "+im.Handle(), "layer %s is not unpacked", desc.Digest)
+			cmd := "unpack "
+			if userXattr {
+				cmd += "--userxattr "
+			}
+			return nil, cli.Errorf("run: "+cmd+im.Handle(), "layer %s is not unpacked", desc.Digest)
 		}
 		if err != nil {
 			return nil, err
 		}
-		l := Layer{Digest: desc.Digest, ChainID: chains[i], Link: link}
+		l.Link = link
 		if err := ensureShortLink(l); err != nil {
 			return nil, err
 		}
@@ -191,8 +234,8 @@ func Layers(im *layout.Image) ([]Layer, error) {
 	return out, nil
 }
 
-func readLink(chain digest.Digest) (string, error) {
-	dir := LayerDir(chain)
+// readLink reads the short name of the layer in dir; fs.ErrNotExist when it is not there.
+func readLink(dir string) (string, error) {
 	if _, err := os.Stat(filepath.Join(dir, "diff")); err != nil {
 		return "", err
 	}
@@ -211,7 +254,7 @@ func readLink(chain digest.Digest) (string, error) {
 // of a layer and its link leaves a layer without one.
 func ensureShortLink(l Layer) error {
 	p := filepath.Join(LinkDir(), l.Link)
-	want := filepath.Join("..", l.ChainID.Encoded(), "diff")
+	want := filepath.Join("..", filepath.Base(l.Dir()), "diff")
 	if got, err := os.Readlink(p); err == nil && got == want {
 		return nil
 	}
@@ -237,15 +280,16 @@ func newShortName() (string, error) {
 }
 
 // unpackLayer extracts layer i into a temporary dir, verifies it and renames it into place
-// with the short name short. It returns the short name the layer ends up with.
-func unpackLayer(im *layout.Image, i int, chain digest.Digest, short, lowers string, budget *layer.Budget) (string, error) {
+// with the short name l.Link. It returns the short name the layer ends up with.
+func unpackLayer(im *layout.Image, i int, l Layer, lowers string, lo layer.Options) (string, error) {
+	chain, short := l.ChainID, l.Link
 	desc := im.Manifest.Layers[i]
 	diffID := im.Config.RootFS.DiffIDs[i]
 	blob := layout.BlobPath(desc.Digest)
 	if _, err := os.Stat(blob); err != nil {
 		return "", cli.Errorf("run: pull "+im.Handle(), "layer blob %s is not in the store", desc.Digest)
 	}
-	final := LayerDir(chain)
+	final := l.Dir()
 
 	// The temp dir is created and flocked under the store lock, so cleanStale (which also
 	// runs under it) never takes a dir that an unpack is still filling.
@@ -277,7 +321,7 @@ func unpackLayer(im *layout.Image, i int, chain digest.Digest, short, lowers str
 	decomp := map[layer.Compression]string{layer.Gzip: "gzip -dc ", layer.Zstd: "zstd -dc ", layer.Uncompressed: "cat "}[comp]
 	trace.Step(fmt.Sprintf("extract layer %d/%d %s (%s, %d bytes)", i+1, len(im.Manifest.Layers), desc.Digest, comp, desc.Size),
 		decomp+trace.Quote(blob)+" | tar -x --xattrs --xattrs-include='*' --numeric-owner -C "+trace.Quote(diff))
-	if _, err = layer.ExtractBlob(diff, blob, desc, diffID, budget); err != nil {
+	if _, err = layer.ExtractBlobWith(diff, blob, desc, diffID, lo); err != nil {
 		if errors.Is(err, layer.ErrTooBig) {
 			return "", cli.Hint(err, "raise "+layer.EnvMaxSize+" or unpack --max-size if the image is really that big")
 		}
@@ -288,6 +332,13 @@ func unpackLayer(im *layout.Image, i int, chain digest.Digest, short, lowers str
 
 	if err := fsutil.WriteFileAtomic(filepath.Join(tmp, "link"), []byte(short), 0o644); err != nil {
 		return "", err
+	}
+	if l.UserXattr {
+		trace.Step("mark the layer as user.-xattr form: mount it with the userxattr option",
+			trace.Cmd("touch", filepath.Join(tmp, userXattrMarker)))
+		if err := fsutil.WriteFileAtomic(filepath.Join(tmp, userXattrMarker), nil, 0o644); err != nil {
+			return "", err
+		}
 	}
 	if lowers != "" {
 		if err := fsutil.WriteFileAtomic(filepath.Join(tmp, "lower"), []byte(lowers), 0o644); err != nil {
@@ -303,7 +354,7 @@ func unpackLayer(im *layout.Image, i int, chain digest.Digest, short, lowers str
 	if _, err := os.Stat(final); err == nil {
 		// Another unpack of the same layer won the race: use its copy.
 		lk.Unlock()
-		return readLink(chain)
+		return readLink(final)
 	}
 	trace.Step("move the verified layer into place", trace.Cmd("mv", tmp, final))
 	if err := os.Rename(tmp, final); err != nil {
@@ -359,4 +410,12 @@ func cleanStale() error {
 		}
 	}
 	return nil
+}
+
+// shortDigest is a digest cut for people: sha256:0123456789ab.
+func shortDigest(d digest.Digest) string {
+	if s := d.String(); len(s) > len(d.Algorithm())+13 {
+		return s[:len(d.Algorithm())+13]
+	}
+	return d.String()
 }

@@ -14,6 +14,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/hardway/hardway/internal/layout"
+	"github.com/hardway/hardway/internal/overlay"
 	"github.com/hardway/hardway/internal/reference"
 	"github.com/hardway/hardway/internal/state"
 	"github.com/hardway/hardway/internal/testutil"
@@ -43,6 +44,9 @@ func TestPullSeededImages(t *testing.T) {
 		addr + "/hardway/multi:latest":       false,
 		addr + "/hardway/nested:latest":      false,
 		addr + "/hardway/plain:latest":       false,
+		addr + "/hardway/list:latest":        false, // a Docker manifest list
+		addr + "/hardway/zstd:latest":        false, // zstd layers
+		addr + "/hardway/zero:latest":        false, // a 0-byte layer blob
 	}
 	for _, r := range refs {
 		if _, ok := want[r]; ok {
@@ -66,9 +70,12 @@ func TestPullSeededImages(t *testing.T) {
 			if wantHandle := r.Name() + "@" + oracle; res.Handle != wantHandle {
 				t.Fatalf("handle %s, crane digest says %s", res.Handle, wantHandle)
 			}
-			if strings.Contains(ref, "multi") || strings.Contains(ref, "nested") {
+			if i, ok := indexType[ref[strings.Index(ref, "/")+1:]]; ok {
 				if res.Index == nil {
-					t.Fatal("multi is an index but the result names none")
+					t.Fatalf("%s is an index but the result names none", ref)
+				}
+				if res.Index.MediaType != i {
+					t.Errorf("index media type %s, want %s", res.Index.MediaType, i)
 				}
 				if !layout.HasBlob(res.Index.Digest, res.Index.Size) {
 					t.Errorf("the index %s was not stored", res.Index.Digest)
@@ -88,8 +95,15 @@ func TestPullSeededImages(t *testing.T) {
 					t.Errorf("layer %s missing or damaged in the store", l.Digest)
 				}
 			}
-			if (strings.Contains(ref, "layered") || strings.Contains(ref, "plain")) && len(im.Manifest.Layers) != 2 {
-				t.Errorf("%s has %d layers, want 2", ref, len(im.Manifest.Layers))
+			if n, ok := layerCount[ref[strings.Index(ref, "/")+1:]]; ok && len(im.Manifest.Layers) != n {
+				t.Errorf("%s has %d layers, want %d", ref, len(im.Manifest.Layers), n)
+			}
+			if lt, ok := layerType[ref[strings.Index(ref, "/")+1:]]; ok {
+				for _, l := range im.Manifest.Layers {
+					if l.MediaType != lt {
+						t.Errorf("layer %s is %s, want %s", l.Digest, l.MediaType, lt)
+					}
+				}
 			}
 			if got := strings.Join(im.Config.Config.Cmd, " "); got != "sh" {
 				t.Errorf("config Cmd %q, want sh", got)
@@ -169,13 +183,76 @@ func TestPullSeededImages(t *testing.T) {
 			t.Fatalf("err = %v, want one listing the platforms the index has", err)
 		}
 	})
-	t.Run("platform arm64 picks the other manifest", func(t *testing.T) {
-		res, err := Pull(context.Background(), mustParse(t, addr+"/hardway/multi"), Options{Platform: "linux/arm64/v8"})
-		if err != nil {
-			t.Fatal(err)
+	for _, repo := range []string{"hardway/multi", "hardway/list"} {
+		t.Run("platform arm64 picks the other manifest of "+repo, func(t *testing.T) {
+			res, err := Pull(context.Background(), mustParse(t, addr+"/"+repo), Options{Platform: "linux/arm64/v8"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := addr + "/" + repo + "@" + testutil.CraneDigest(t, addr+"/"+repo, "linux/arm64/v8"); res.Handle != want {
+				t.Fatalf("handle %s, want %s", res.Handle, want)
+			}
+			if amd := testutil.CraneDigest(t, addr+"/"+repo, "linux/amd64"); strings.HasSuffix(res.Handle, amd) {
+				t.Fatal("arm64 and amd64 resolved to the same manifest: the index has one platform")
+			}
+			im, err := layout.Resolve(res.Handle)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if im.Config.Architecture != "arm64" || im.Config.Variant != "v8" {
+				t.Errorf("config says %s/%s, want arm64/v8", im.Config.Architecture, im.Config.Variant)
+			}
+			for _, l := range im.Manifest.Layers {
+				if !layout.HasBlob(l.Digest, l.Size) {
+					t.Errorf("layer %s missing or damaged in the store", l.Digest)
+				}
+			}
+		})
+	}
+	// The next stage reads what pull stored: the zstd and the 0-byte layers unpack, and their
+	// files are where the image says.
+	for _, c := range []struct{ repo, file, want string }{
+		{"hardway/zstd", "zstd.txt", "hello from a zstd layer\n"},
+		{"hardway/zero", "hello.txt", "hello from the second layer\n"},
+	} {
+		t.Run("unpack "+c.repo, func(t *testing.T) {
+			im, err := layout.Resolve(mustParse(t, addr+"/"+c.repo).RefName())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.repo == "hardway/zero" && im.Manifest.Layers[1].Size != 0 {
+				t.Fatalf("the middle layer of hardway/zero is %d bytes, want a 0-byte blob", im.Manifest.Layers[1].Size)
+			}
+			ls, err := overlay.Unpack(im)
+			if err != nil {
+				t.Fatalf("unpack %s: %v", c.repo, err)
+			}
+			if len(ls) != len(im.Manifest.Layers) {
+				t.Fatalf("%d layers unpacked, the manifest has %d", len(ls), len(im.Manifest.Layers))
+			}
+			got, err := os.ReadFile(filepath.Join(ls[len(ls)-1].Dir(), "diff", c.file))
+			if err != nil || string(got) != c.want {
+				t.Fatalf("top layer's /%s: %q, %v; want %q", c.file, got, err, c.want)
+			}
+			if _, err := os.Stat(filepath.Join(ls[0].Dir(), "diff", "bin", "busybox")); err != nil {
+				t.Errorf("bottom layer has no /bin/busybox: %v", err)
+			}
+		})
+	}
+	// Seeding again rebuilds every image byte for byte: the same references, the same digests.
+	t.Run("seed-images is reproducible", func(t *testing.T) {
+		before := map[string]string{}
+		for _, r := range refs {
+			before[r] = testutil.CraneDigest(t, r, "")
 		}
-		if want := addr + "/hardway/multi@" + testutil.CraneDigest(t, addr+"/hardway/multi", "linux/arm64/v8"); res.Handle != want {
-			t.Fatalf("handle %s, want %s", res.Handle, want)
+		again := testutil.ReseedImages(t, addr)
+		if strings.Join(again, " ") != strings.Join(refs, " ") {
+			t.Fatalf("second seed printed %q, first %q", again, refs)
+		}
+		for _, r := range again {
+			if d := testutil.CraneDigest(t, r, ""); d != before[r] {
+				t.Errorf("%s moved from %s to %s when seeded again", r, before[r], d)
+			}
 		}
 	})
 	t.Run("unknown tag", func(t *testing.T) {
@@ -185,6 +262,22 @@ func TestPullSeededImages(t *testing.T) {
 		}
 	})
 }
+
+// What the seed images are (scripts/seed-images), by repository:tag.
+var (
+	indexType = map[string]string{
+		"hardway/multi:latest":  ocispec.MediaTypeImageIndex,
+		"hardway/nested:latest": ocispec.MediaTypeImageIndex,
+		"hardway/list:latest":   layout.MediaTypeDockerManifestList,
+	}
+	layerCount = map[string]int{"hardway/layered:latest": 2, "hardway/plain:latest": 2,
+		"hardway/zstd:latest": 2, "hardway/zero:latest": 3}
+	layerType = map[string]string{
+		"hardway/plain:latest": ocispec.MediaTypeImageLayer,
+		"hardway/zero:latest":  ocispec.MediaTypeImageLayer,
+		"hardway/zstd:latest":  ocispec.MediaTypeImageLayerZstd,
+	}
+)
 
 // fakeRegistry serves one manifest and whatever blobs it is given, for the cases a real
 // registry will not produce.

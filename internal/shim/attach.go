@@ -6,11 +6,13 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 
 	"github.com/hardway/hardway/internal/cli"
 	"github.com/hardway/hardway/internal/state"
@@ -20,11 +22,15 @@ import (
 // The attach socket is AF_UNIX SOCK_SEQPACKET, as conmon's: every packet from the shim is
 // one stream byte and the bytes the container wrote; every packet from a client is
 // stdinData and bytes for the container's stdin, or stdinClose once the client's stdin ended.
+// With a terminal the shim first sends ttyHello alone, and a client on a terminal answers
+// with resize and the rows and columns (big-endian uint16 each) whenever its size changes.
 const (
 	streamStdout byte = 1
 	streamStderr byte = 2
+	ttyHello     byte = 3
 	stdinData    byte = 0
 	stdinClose   byte = 1
+	resize       byte = 2
 	packetMax         = 32 << 10
 )
 
@@ -50,7 +56,8 @@ type attachServer struct {
 	mu      sync.Mutex
 	clients map[*client]bool
 	inMu    sync.Mutex // a stdin write may block; output must not wait for it
-	stdin   *os.File   // nil unless the container was started with -i
+	stdin   *os.File   // nil unless the container was started with -i or --tty
+	tty     bool       // stdin is a pty master: its end is typed as ^D, never a close
 	writers sync.WaitGroup
 }
 
@@ -59,8 +66,8 @@ type client struct {
 	out  chan []byte
 }
 
-func listenAttach(id string, stdin *os.File) (*attachServer, error) {
-	s := &attachServer{path: AttachSocket(id), clients: map[*client]bool{}, stdin: stdin}
+func listenAttach(id string, stdin *os.File, tty bool) (*attachServer, error) {
+	s := &attachServer{path: AttachSocket(id), clients: map[*client]bool{}, stdin: stdin, tty: tty}
 	os.Remove(s.path)
 	err := viaDirFd(state.RunDir(id), "attach", func(short string) error {
 		ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: short, Net: "unixpacket"})
@@ -85,6 +92,9 @@ func (s *attachServer) accept() {
 			return
 		}
 		c := &client{conn: conn, out: make(chan []byte, 256)}
+		if s.tty {
+			c.out <- []byte{ttyHello}
+		}
 		s.mu.Lock()
 		s.clients[c] = true
 		s.mu.Unlock()
@@ -107,7 +117,8 @@ func (s *attachServer) accept() {
 
 // readStdin copies a client's packets to the container's stdin. The end of the client's
 // stdin closes the container's, so `echo x | shim attach` ends a container that reads to
-// the end; a client that merely goes away leaves it open for the next one.
+// the end; a client that merely goes away leaves it open for the next one. A terminal is
+// never closed (that would hang it up): its end of input is ^D, as typed.
 func (s *attachServer) readStdin(c *client) {
 	buf := make([]byte, packetMax)
 	for {
@@ -120,6 +131,11 @@ func (s *attachServer) readStdin(c *client) {
 		case s.stdin == nil:
 		case buf[0] == stdinData:
 			s.stdin.Write(buf[1:n])
+		case buf[0] == resize && s.tty && n == 5:
+			ws := &unix.Winsize{Row: uint16(buf[1])<<8 | uint16(buf[2]), Col: uint16(buf[3])<<8 | uint16(buf[4])}
+			unix.IoctlSetWinsize(int(s.stdin.Fd()), unix.TIOCSWINSZ, ws) // the kernel sends SIGWINCH
+		case buf[0] == stdinClose && s.tty:
+			s.stdin.Write([]byte{4})
 		case buf[0] == stdinClose:
 			s.stdin.Close()
 			s.stdin = nil
@@ -176,7 +192,7 @@ func (s *attachServer) close() {
 }
 
 // Attach connects to a running container: its output goes to stdout and stderr as it is
-// written, and stdin (if not nil) to the container's stdin when it was started with -i.
+// written, and stdin (if not nil) to the container's stdin when it was started with -i or --tty.
 // It returns once the container has exited, with its exit code.
 func Attach(id string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	c, err := read(id)
@@ -220,6 +236,11 @@ func Attach(id string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	buf := make([]byte, packetMax)
 	for {
 		n, err := conn.Read(buf)
+		if n == 1 && buf[0] == ttyHello && stdin != nil {
+			if restore := onTerminal(stdin, conn); restore != nil {
+				defer restore()
+			}
+		}
 		if n > 1 {
 			w := stdout
 			if buf[0] == streamStderr {
@@ -232,4 +253,42 @@ func Attach(id string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 		}
 	}
 	return Wait(id)
+}
+
+// onTerminal, when attach's stdin is a terminal and the container has one: puts ours in raw
+// mode so every key (^C included) reaches the container's terminal, and keeps the
+// container's size equal to ours. It returns what puts our terminal back.
+func onTerminal(stdin io.Reader, conn *net.UnixConn) func() {
+	f, ok := stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil
+	}
+	old, err := term.MakeRaw(int(f.Fd()))
+	if err != nil {
+		return nil
+	}
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, unix.SIGWINCH)
+	sendSize := func() {
+		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil {
+			conn.Write([]byte{resize, byte(ws.Row >> 8), byte(ws.Row), byte(ws.Col >> 8), byte(ws.Col)})
+		}
+	}
+	sendSize()
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-winch:
+				sendSize()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(winch)
+		close(done)
+		term.Restore(int(f.Fd()), old)
+	}
 }

@@ -27,7 +27,7 @@ func MaybeDaemon() {
 	if len(os.Args) < 6 || os.Args[1] != daemonArg {
 		return
 	}
-	os.Exit(daemon(os.Args[2], Options{LogFormat: os.Args[3], Interactive: os.Args[4] == "i"}, os.Args[5:]))
+	os.Exit(daemon(os.Args[2], Options{LogFormat: os.Args[3], Interactive: os.Args[4] == "i", TTY: os.Args[4] == "t"}, os.Args[5:]))
 }
 
 var toolError = regexp.MustCompile(`^[a-z]+: error: `)
@@ -74,46 +74,66 @@ func daemon(id string, o Options, command []string) int {
 	if err != nil {
 		return fail(fmt.Sprintf("runtime %s: %v", command[0], err))
 	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return fail(err.Error())
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		return fail(err.Error())
-	}
 	syncR, syncW, err := os.Pipe()
 	if err != nil {
 		return fail(err.Error())
 	}
-	// The container's stdin: a pipe that attach clients write to with -i, else /dev/null.
-	var inR, inW *os.File
-	if o.Interactive {
-		inR, inW, err = os.Pipe()
+	// The container's stdio: pipes (stdin a pipe that attach clients write to with -i,
+	// else /dev/null), or with --tty one pty whose master the shim keeps.
+	var (
+		outR, errR        *os.File // what the shim reads: stdout, stderr (nil with a tty)
+		inW               *os.File // where attach input goes
+		childIn, childOut *os.File
+		childErr          *os.File
+		sys               = &syscall.SysProcAttr{Pdeathsig: unix.SIGKILL} // the runtime (and with it the container) does not outlive its supervisor
+	)
+	if o.TTY {
+		master, slave, err := openPty()
+		if err != nil {
+			return fail("allocate a pty: " + err.Error())
+		}
+		outR, inW = master, master
+		childIn, childOut, childErr = slave, slave, slave
+		// The runtime leads a session whose controlling terminal is the pty; the
+		// container's init, forked into that session, has it as its terminal too.
+		sys.Setsid, sys.Setctty, sys.Ctty = true, true, 0
 	} else {
-		inR, err = os.Open(os.DevNull)
-	}
-	if err != nil {
-		return fail(err.Error())
+		var outW, errW, inR *os.File
+		if outR, outW, err = os.Pipe(); err != nil {
+			return fail(err.Error())
+		}
+		if errR, errW, err = os.Pipe(); err != nil {
+			return fail(err.Error())
+		}
+		if o.Interactive {
+			inR, inW, err = os.Pipe()
+		} else {
+			inR, err = os.Open(os.DevNull)
+		}
+		if err != nil {
+			return fail(err.Error())
+		}
+		childIn, childOut, childErr = inR, outW, errW
 	}
 	log, err := openLog(id, o.LogFormat)
 	if err != nil {
 		return fail(err.Error())
 	}
 	defer log.Close()
-	att, err := listenAttach(id, inW)
+	att, err := listenAttach(id, inW, o.TTY)
 	if err != nil {
 		return fail("attach socket: " + err.Error())
 	}
 	proc, err := os.StartProcess(path, command, &os.ProcAttr{
 		Env:   append(runtimeEnv(), fmt.Sprintf("HARDWAY_SYNCPIPE=%d", 3)),
-		Files: []*os.File{inR, outW, errW, syncW},
-		// The runtime (and with it the container) does not outlive its supervisor.
-		Sys: &syscall.SysProcAttr{Pdeathsig: unix.SIGKILL},
+		Files: []*os.File{childIn, childOut, childErr, syncW},
+		Sys:   sys,
 	})
-	inR.Close()
-	outW.Close()
-	errW.Close()
+	// Only the child keeps these; with a tty this is what lets the master read EIO once
+	// the container and everything it started are gone.
+	childIn.Close()
+	childOut.Close()
+	childErr.Close()
 	syncW.Close()
 	if err != nil {
 		att.close()
@@ -121,9 +141,13 @@ func daemon(id string, o Options, command []string) int {
 	}
 
 	var copiers sync.WaitGroup
-	copiers.Add(2)
+	// A terminal has one output, logged as stdout as Docker logs a tty container's.
+	copiers.Add(1)
 	go func() { defer copiers.Done(); pump(outR, "stdout", streamStdout, log, att) }()
-	go func() { defer copiers.Done(); pump(errR, "stderr", streamStderr, log, att) }()
+	if errR != nil {
+		copiers.Add(1)
+		go func() { defer copiers.Done(); pump(errR, "stderr", streamStderr, log, att) }()
+	}
 
 	syncc := make(chan syncMsg, 1)
 	go func() {

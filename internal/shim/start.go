@@ -44,6 +44,7 @@ func PidFile(id string) string { return filepath.Join(state.RunDir(id), "shim.pi
 type Options struct {
 	LogFormat   string // FormatJSON (default) or FormatCRI
 	Interactive bool   // give the runtime a stdin pipe that attach clients write to
+	TTY         bool   // give the runtime a pty as stdio instead of pipes (attach input too)
 }
 
 // Start records the container as created, starts the detached supervisor that runs command
@@ -86,6 +87,9 @@ func Start(id string, command []string, o Options) (int, error) {
 	stdin := "-"
 	if o.Interactive {
 		stdin = "i"
+	}
+	if o.TTY {
+		stdin = "t"
 	}
 	// Through the binary's own path, not /proc/self/exe, so ps and pstree name it shim.
 	self, err := os.Executable()

@@ -82,8 +82,23 @@ func startRegistry(t testing.TB, base string, extra map[string]string) string {
 // returns the references pushed, one per image. It needs crane: make tools.
 func SeedImages(t testing.TB, addr string) []string {
 	t.Helper()
+	return seedImages(t, addr, nil)
+}
+
+// ReseedImages is SeedImages with every image built and pushed again, even when its tag is
+// there already (HARDWAY_SEED_FORCE=1): for checking that seeding is reproducible.
+func ReseedImages(t testing.TB, addr string) []string {
+	t.Helper()
+	return seedImages(t, addr, map[string]string{"HARDWAY_SEED_FORCE": "1"})
+}
+
+func seedImages(t testing.TB, addr string, extra map[string]string) []string {
+	t.Helper()
 	cranePath(t)
 	env := map[string]string{"HARDWAY_REGISTRY": addr, "TMPDIR": t.TempDir()}
+	for k, v := range extra {
+		env[k] = v
+	}
 	stdout, stderr, err := runScriptSplit(t, "seed-images", env)
 	if err != nil {
 		t.Fatalf("scripts/seed-images: %v\n%s", err, stderr)

@@ -387,21 +387,42 @@ func dockerFamily(t *testing.T, w *world) {
 		t.Errorf("docker-run --rm left containers/%s", id)
 	}
 
-	// A flag no stage takes: one line, exit 2, nothing made.
-	for _, flag := range [][]string{{"-e", "A=1"}, {"-w", "/tmp"}, {"-u", "nobody"}, {"-v", "/tmp:/mnt"}} {
-		help, _ := exec.Command(filepath.Join(w.top, "bin", "overlay"), "create", "--help").CombinedOutput()
-		long := map[string]string{"-e": "--env", "-w": "--workdir", "-u": "--user", "-v": "--volume"}[flag[0]]
-		if strings.Contains(string(help), long) {
-			continue // overlay takes it now: docker-run passes it on
-		}
-		bad := testutil.ID("bad")
-		_, errOut, code := w.script(t, "docker-run", "--name", bad, flag[0], flag[1], img, "true")
-		if code != 2 || !strings.Contains(errOut, "docker-run: error: "+flag[0]+" is not supported yet") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
-			t.Errorf("docker-run %s %s: exit %d, stderr %q; want exit 2 and one line saying it is not supported yet", flag[0], flag[1], code, errOut)
-		}
-		if fileExists(filepath.Join(w.root, "containers", bad)) {
-			t.Errorf("a refused docker-run %s left containers/%s", flag[0], bad)
-		}
+	// -e, -w, -u, -v reach overlay: the process sees the variable, the dir, the ids and the
+	// host dir, read-only with :ro.
+	host := t.TempDir()
+	if err := os.Chmod(host, 0o777); err != nil { // only :ro may stop uid 1000 writing
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(host, "f"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opt := testutil.ID("opt")
+	t.Cleanup(func() { w.script(t, "docker-rm", opt) })
+	out, errOut, code = w.script(t, "docker-run", "--rm", "--name", opt, "-e", "A=1", "-w", "/tmp", "-u", "1000:1000",
+		"-v", host+":/data:ro", img, "sh", "-c",
+		`echo "A=$A"; pwd; id -u; id -g; cat /data/f; if echo x >/data/w; then echo wrote; else echo refused; fi`)
+	if want := "A=1\n/tmp\n1000\n1000\nfrom the host\nrefused\n"; code != 0 || out != want {
+		t.Errorf("docker-run -e A=1 -w /tmp -u 1000:1000 -v %s:/data:ro: exit %d, stdout %q, want %q; stderr:\n%s", host, code, out, want, errOut)
+	}
+	if !strings.Contains(errOut, "Read-only file system") {
+		t.Errorf("writing to the :ro volume: stderr %q, want it to say Read-only file system", errOut)
+	}
+	if fileExists(filepath.Join(host, "w")) {
+		t.Errorf("the container wrote %s/w through a :ro volume", host)
+	}
+	if fileExists(filepath.Join(w.root, "containers", opt)) {
+		t.Errorf("docker-run --rm left containers/%s", opt)
+	}
+
+	// A volume whose host dir is missing: one line, exit 2, nothing made.
+	bad := testutil.ID("bad")
+	t.Cleanup(func() { w.script(t, "docker-rm", bad) })
+	_, errOut, code = w.script(t, "docker-run", "--name", bad, "-v", host+"/missing:/data", img, "true")
+	if code == 0 || !strings.Contains(errOut, "does not exist") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+		t.Errorf("docker-run -v MISSING:/data: exit %d, stderr %q; want a failure and one line saying the host path does not exist", code, errOut)
+	}
+	if fileExists(filepath.Join(w.root, "containers", bad)) {
+		t.Errorf("a refused docker-run -v left containers/%s", bad)
 	}
 
 	// Detached: ps, logs, stop, ps -a, exec.

@@ -1,0 +1,127 @@
+package shim_test
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hardway/hardway/internal/state"
+	"github.com/hardway/hardway/internal/testutil"
+)
+
+// A container started with --tty has a terminal as stdin and stdout, its output is logged
+// as stdout (\r\n, as a terminal writes it), its exit is recorded, and rm leaves nothing.
+func TestTTY(t *testing.T) {
+	testutil.TempState(t)
+	id := bundle(t, "[ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo tty; ls -l /proc/self/fd/0; echo err >&2; exit 3")
+	if r := shim(t, "--tty", "--id", id, "--", testutil.Bin(t, "nsrun"), "-i", state.ContainerDir(id)); r.Code != 0 {
+		t.Fatalf("shim --tty: %d %s", r.Code, r.Stderr)
+	}
+	if code := wait(t, id); code != 3 {
+		t.Errorf("exit code %d, want 3", code)
+	}
+	es := logEntries(t, id, 3)
+	var all strings.Builder
+	for _, e := range es {
+		if e["stream"] != "stdout" {
+			t.Errorf("log entry %v: a terminal's output is stdout", e)
+		}
+		all.WriteString(e["log"])
+	}
+	if !strings.HasPrefix(all.String(), "tty\r\n") || !strings.Contains(all.String(), "-> /dev/pts/") || !strings.HasSuffix(all.String(), "err\r\n") {
+		t.Errorf("log %q: want tty, the fd on /dev/pts/N, err, with a terminal's \\r\\n", all.String())
+	}
+	if r := shim(t, "logs", id); r.Code != 0 || r.Stdout != all.String() || r.Stderr != "" {
+		t.Errorf("shim logs: %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
+	if r := shim(t, "rm", id); r.Code != 0 {
+		t.Fatalf("shim rm: %d %s", r.Code, r.Stderr)
+	}
+	for _, p := range []string{state.RunDir(id), state.LogFile(id), state.ContainerDir(id) + "/state.json"} {
+		if exists(p) {
+			t.Errorf("%s is left after rm", p)
+		}
+	}
+}
+
+// The pty is the container's controlling terminal, and attach types into it: the line
+// discipline echoes the input and turns ^C into SIGINT for the foreground process group.
+func TestTTYAttach(t *testing.T) {
+	testutil.TempState(t)
+	id := bundle(t, "trap 'echo interrupted; exit 7' INT; echo ready; read line; echo got=$line; while true; do sleep 1; done")
+	if r := shim(t, "--tty", "--id", id, "--", testutil.Bin(t, "nsrun"), "-i", state.ContainerDir(id)); r.Code != 0 {
+		t.Fatalf("shim --tty: %d %s", r.Code, r.Stderr)
+	}
+	if es := logEntries(t, id, 1); len(es) == 0 || es[0]["log"] != "ready\r\n" {
+		t.Fatalf("not ready: %v", es)
+	}
+	a := exec.Command(testutil.Bin(t, "shim"), "attach", id)
+	in, err := a.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errb strings.Builder
+	a.Stdout, a.Stderr = &out, &errb
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// ^C only once the line is read: the line discipline flushes unread input on an interrupt.
+	in.Write([]byte("typed\n"))
+	until(t, "the container reads the typed line", func() bool {
+		b, _ := os.ReadFile(state.LogFile(id))
+		return strings.Contains(string(b), "got=typed")
+	})
+	in.Write([]byte{3})
+	in.Close()
+	err = a.Wait()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	}
+	if !strings.Contains(out.String(), "got=typed\r\n") || !strings.Contains(out.String(), "interrupted") || errb.String() != "" || code != 7 {
+		t.Errorf("attach: stdout %q stderr %q exit %d; want got=typed, interrupted, exit 7", out.String(), errb.String(), code)
+	}
+	if _, err := os.Stat(state.RunDir(id) + "/attach"); err == nil {
+		t.Errorf("the attach socket is left after the exit")
+	}
+}
+
+// attach from a terminal: the container's terminal takes the size of attach's.
+func TestTTYAttachResize(t *testing.T) {
+	testutil.TempState(t)
+	id := bundle(t, "echo ready; for i in $(seq 100); do [ \"$(stty size)\" = '40 120' ] && break; sleep 0.1; done; stty size", "stty", "seq")
+	if r := shim(t, "--tty", "--id", id, "--", testutil.Bin(t, "nsrun"), "-i", state.ContainerDir(id)); r.Code != 0 {
+		t.Fatalf("shim --tty: %d %s", r.Code, r.Stderr)
+	}
+	if es := logEntries(t, id, 1); len(es) == 0 || es[0]["log"] != "ready\r\n" {
+		t.Fatalf("not ready: %v", es)
+	}
+	// The terminal attach runs on: a pty of the test's own, 40 rows by 120 columns.
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	fd, _, errno := unix.Syscall(unix.SYS_IOCTL, m.Fd(), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY)
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	slave := os.NewFile(fd, "slave")
+	defer slave.Close()
+	unix.IoctlSetWinsize(int(m.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 40, Col: 120})
+	a := exec.Command(testutil.Bin(t, "shim"), "attach", id)
+	var out strings.Builder
+	a.Stdin, a.Stdout = slave, &out
+	if err := a.Run(); err != nil {
+		t.Fatalf("attach: %v", err)
+	}
+	if !strings.Contains(out.String(), "40 120\r\n") {
+		t.Errorf("attach output %q: the container's terminal did not take attach's size 40 120", out.String())
+	}
+}
