@@ -26,30 +26,8 @@ import (
 	"github.com/hardway/hardway/internal/testutil"
 )
 
-const inNetns = "HARDWAY_E2E_IN_NETNS"
-
 func TestMain(m *testing.M) {
-	if os.Getenv(inNetns) != "1" {
-		if os.Geteuid() != 0 {
-			fmt.Fprintln(os.Stderr, "e2e: these tests mount, make namespaces, cgroups and veths: run them as root (sudo make test)")
-			os.Exit(1)
-		}
-		cmd := exec.Command("unshare", append([]string{"--net", "--", os.Args[0]}, os.Args[1:]...)...)
-		cmd.Env = append(os.Environ(), inNetns+"=1")
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
-			if ee, ok := err.(*exec.ExitError); ok {
-				os.Exit(ee.ExitCode())
-			}
-			fmt.Fprintln(os.Stderr, "e2e: unshare --net:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: ip link set lo up: %v: %s\n", err, out)
-		os.Exit(1)
-	}
+	testutil.InThrowawayNetns("e2e")
 	os.Exit(withRegistry(m))
 }
 

@@ -24,30 +24,8 @@ import (
 	"github.com/hardway/hardway/internal/testutil"
 )
 
-const inNetns = "HARDWAY_LABS_IN_NETNS"
-
 func TestMain(m *testing.M) {
-	if os.Getenv(inNetns) != "1" {
-		if os.Geteuid() != 0 {
-			fmt.Fprintln(os.Stderr, "labs: the labs mount, make namespaces, cgroups and veths: run them as root (sudo make test)")
-			os.Exit(1)
-		}
-		cmd := exec.Command("unshare", append([]string{"--net", "--", os.Args[0]}, os.Args[1:]...)...)
-		cmd.Env = append(os.Environ(), inNetns+"=1")
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
-			if ee, ok := err.(*exec.ExitError); ok {
-				os.Exit(ee.ExitCode())
-			}
-			fmt.Fprintln(os.Stderr, "labs: unshare --net:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "labs: ip link set lo up: %v: %s\n", err, out)
-		os.Exit(1)
-	}
+	testutil.InThrowawayNetns("labs")
 	os.Exit(m.Run())
 }
 
