@@ -259,22 +259,7 @@ func agree(t *testing.T, pid, top int) {
 // shimContainer starts a busybox container with nsrun under shim and returns its id.
 func shimContainer(t *testing.T, script string) (string, int, int) {
 	t.Helper()
-	testutil.RequireRoot(t)
-	testutil.TempState(t)
-	id := testutil.ID("insp")
-	b := testutil.BusyboxBundle(t, id)
-	testutil.SetArgs(t, b, script)
-	os.MkdirAll(state.ContainersDir(), 0o755)
-	if err := os.Symlink(b, state.ContainerDir(id)); err != nil {
-		t.Fatal(err)
-	}
-	shimBin := testutil.Bin(t, "shim")
-	t.Cleanup(func() { exec.Command(shimBin, "rm", id).Run() })
-	out, err := exec.Command(shimBin, "--id", id, "--", testutil.Bin(t, "nsrun"), state.ContainerDir(id)).Output()
-	if err != nil {
-		t.Fatalf("shim: %v", err)
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	id, pid := testutil.ShimContainer(t, "insp", script)
 	c, err := state.ReadContainer(id)
 	if err != nil {
 		t.Fatal(err)

@@ -88,10 +88,7 @@ func Exec(o ExecOptions) (err error) {
 	defer close(release)
 	cmd, goW, errR, err := startJoiner(pid, spec, o, con, release)
 	if err != nil {
-		if con != nil {
-			con.slave.Close()
-			con.master.Close()
-		}
+		con.discard()
 		return err
 	}
 	defer errR.Close()

@@ -89,10 +89,7 @@ func Run(o Options) (err error) {
 	}
 	cmd, goW, errR, err := startInit(o, bundle, con, maps)
 	if err != nil {
-		if con != nil {
-			con.slave.Close()
-			con.master.Close()
-		}
+		con.discard()
 		return err
 	}
 	defer errR.Close()

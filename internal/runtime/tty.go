@@ -68,6 +68,14 @@ func (c *console) relay() {
 	}()
 }
 
+// discard closes both ends when the container never started (nil-safe).
+func (c *console) discard() {
+	if c != nil {
+		c.slave.Close()
+		c.master.Close()
+	}
+}
+
 // close waits briefly for the last output and gives nsrun's terminal back.
 func (c *console) close() {
 	select {

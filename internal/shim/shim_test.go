@@ -26,25 +26,7 @@ func shim(t *testing.T, args ...string) testutil.Result {
 // its config.json, and starts it under shim. It returns the id and the container's pid.
 func container(t *testing.T, script string) (string, int) {
 	t.Helper()
-	testutil.RequireRoot(t)
-	testutil.TempState(t)
-	id := testutil.ID("sh")
-	b := testutil.BusyboxBundle(t, id)
-	testutil.SetArgs(t, b, script)
-	os.MkdirAll(state.ContainersDir(), 0o755)
-	if err := os.Symlink(b, state.ContainerDir(id)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { shim(t, "rm", id) })
-	r := shim(t, "--id", id, "--", testutil.Bin(t, "nsrun"), state.ContainerDir(id))
-	if r.Code != 0 {
-		t.Fatalf("shim --id %s: exit %d: %s", id, r.Code, r.Stderr)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(r.Stdout))
-	if err != nil {
-		t.Fatalf("shim printed %q, want a pid", r.Stdout)
-	}
-	return id, pid
+	return testutil.ShimContainer(t, "sh", script)
 }
 
 func readState(t *testing.T, id string) *state.Container {
