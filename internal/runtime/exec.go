@@ -42,6 +42,8 @@ type ExecOptions struct {
 	Env         []string // K=V added to (or replacing in) the container's environment
 	Cwd         string   // working dir instead of the container's
 	Args        []string // the command
+	// ConsoleSocket: send the terminal's master there instead of relaying it (needs TTY).
+	ConsoleSocket string
 }
 
 // namespaces exec joins, in the order it joins them: the ones a thread may switch to alone
@@ -79,9 +81,12 @@ func Exec(o ExecOptions) (err error) {
 	}
 
 	var con *console
+	if o.ConsoleSocket != "" && !o.TTY {
+		return cli.Errorf("add --tty", "--console-socket needs a terminal")
+	}
 	if o.TTY {
-		if con, err = newConsole(); err != nil {
-			return fmt.Errorf("allocate a terminal: %w", err)
+		if con, err = newConsole(o.ConsoleSocket, p); err != nil {
+			return err
 		}
 	}
 	release := make(chan struct{})
@@ -287,8 +292,7 @@ func startJoiner(pid int, spec *specs.Spec, o ExecOptions, con *console, release
 	// born in another pid namespace sees as 0, and kills itself. The joiner sets it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{}
 	if con != nil {
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = con.slave, con.slave, con.slave
-		cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
+		con.attach(cmd) // the joiner makes the terminal from the container's devpts
 	}
 
 	// The switched thread is never given back to the Go scheduler: the goroutine ends
@@ -386,6 +390,7 @@ func maybeJoiner() {
 	trace.Setup("nsrun", false)
 	unix.CloseOnExec(initErrFd)
 	errW := os.NewFile(initErrFd, "exec-error")
+	initTerm = consoleFromArgs(os.Args[2:])
 	err := joinAndExec()
 	errW.Write([]byte(errText(err)))
 	os.Exit(1)
@@ -419,5 +424,8 @@ func joinAndExec() error {
 		return fmt.Errorf("setns into the container's mount namespace: %w", err)
 	}
 	unix.Close(execMntFd)
+	if err := initTerm.setup(spec.Process.User.UID, false); err != nil {
+		return err
+	}
 	return execProcess(&spec)
 }

@@ -36,6 +36,7 @@ func MaybeInit() {
 	unix.CloseOnExec(initErrFd)
 	errW := os.NewFile(initErrFd, "init-error")
 	noPivot := len(os.Args) > 3 && os.Args[3] == noPivotArg
+	initTerm = consoleFromArgs(os.Args[3:])
 	err := initContainer(os.Args[2], noPivot)
 	// initContainer returns only when it failed; the parent prints the text.
 	errW.Write([]byte(errText(err)))
@@ -126,6 +127,11 @@ func initContainer(bundle string, noPivot bool) error {
 		err = moveRoot(rootfs)
 	}
 	if err != nil {
+		return err
+	}
+	// Now that the container's /dev/pts and /dev/ptmx are in place, and before /dev could be
+	// made read-only.
+	if err := initTerm.setup(spec.Process.User.UID, true); err != nil {
 		return err
 	}
 	if spec.Linux != nil {

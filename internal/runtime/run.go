@@ -39,6 +39,9 @@ type Options struct {
 	Interactive bool   // keep the container's stdin attached
 	Userns      bool   // run in a new user namespace with config.json's uid/gid maps
 	NoPivot     bool   // MS_MOVE + chroot instead of pivot_root
+	// ConsoleSocket: send the terminal's master to this unix socket (runc's --console-socket)
+	// instead of relaying it; needs TTY or process.terminal.
+	ConsoleSocket string
 }
 
 // Fds the init finds its two sync pipes on (the first ExtraFiles of the re-exec).
@@ -81,11 +84,9 @@ func Run(o Options) (err error) {
 		}
 	}
 
-	var con *console
-	if o.TTY {
-		if con, err = newConsole(); err != nil {
-			return fmt.Errorf("allocate a terminal: %w", err)
-		}
+	con, err := runConsole(o, spec)
+	if err != nil {
+		return err
 	}
 	cmd, goW, errR, err := startInit(o, bundle, con, maps)
 	if err != nil {
@@ -260,10 +261,7 @@ func startInit(o Options, bundle string, con *console, maps *idMaps) (cmd *exec.
 		unshare = append(unshare[:1], append([]string{"--user", "--map-users=" + maps.uidText, "--map-groups=" + maps.gidText}, unshare[1:]...)...)
 	}
 	if con != nil {
-		// The pty is the container's stdio and, in a session of its own, its
-		// controlling terminal, so ^C and job control work inside.
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = con.slave, con.slave, con.slave
-		cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
+		con.attach(cmd) // the init makes the terminal inside (console.go)
 	}
 
 	start := func() error {
