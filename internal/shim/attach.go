@@ -85,6 +85,13 @@ func listenAttach(id string, stdin *os.File, tty bool) (*attachServer, error) {
 	return s, nil
 }
 
+// setStdin makes f (the terminal's master, once the runtime sent it) where input goes.
+func (s *attachServer) setStdin(f *os.File) {
+	s.inMu.Lock()
+	s.stdin = f
+	s.inMu.Unlock()
+}
+
 func (s *attachServer) accept() {
 	for {
 		conn, err := s.ln.AcceptUnix()

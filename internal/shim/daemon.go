@@ -79,41 +79,38 @@ func daemon(id string, o Options, command []string) int {
 		return fail(err.Error())
 	}
 	// The container's stdio: pipes (stdin a pipe that attach clients write to with -i,
-	// else /dev/null), or with --tty one pty whose master the shim keeps.
+	// else /dev/null). With --tty the runtime's own messages still come on the pipes, and
+	// the container's terminal comes over the console socket: the shim keeps its master.
 	var (
-		outR, errR        *os.File // what the shim reads: stdout, stderr (nil with a tty)
-		inW               *os.File // where attach input goes
+		outR, errR        *os.File // what the shim reads: stdout, stderr
+		inW               *os.File // where attach input goes (the master, once it came, with a tty)
 		childIn, childOut *os.File
 		childErr          *os.File
 		sys               = &syscall.SysProcAttr{Pdeathsig: unix.SIGKILL} // the runtime (and with it the container) does not outlive its supervisor
+		con               *consoleSocket
+		consolec          <-chan *os.File
 	)
-	if o.TTY {
-		master, slave, err := openPty()
-		if err != nil {
-			return fail("allocate a pty: " + err.Error())
-		}
-		outR, inW = master, master
-		childIn, childOut, childErr = slave, slave, slave
-		// The runtime leads a session whose controlling terminal is the pty; the
-		// container's init, forked into that session, has it as its terminal too.
-		sys.Setsid, sys.Setctty, sys.Ctty = true, true, 0
+	if outR, childOut, err = os.Pipe(); err != nil {
+		return fail(err.Error())
+	}
+	if errR, childErr, err = os.Pipe(); err != nil {
+		return fail(err.Error())
+	}
+	if o.Interactive && !o.TTY {
+		childIn, inW, err = os.Pipe()
 	} else {
-		var outW, errW, inR *os.File
-		if outR, outW, err = os.Pipe(); err != nil {
-			return fail(err.Error())
+		childIn, err = os.Open(os.DevNull)
+	}
+	if err != nil {
+		return fail(err.Error())
+	}
+	if o.TTY {
+		if con, err = listenConsole(id); err != nil {
+			return fail("console socket: " + err.Error())
 		}
-		if errR, errW, err = os.Pipe(); err != nil {
-			return fail(err.Error())
-		}
-		if o.Interactive {
-			inR, inW, err = os.Pipe()
-		} else {
-			inR, err = os.Open(os.DevNull)
-		}
-		if err != nil {
-			return fail(err.Error())
-		}
-		childIn, childOut, childErr = inR, outW, errW
+		defer con.close()
+		consolec = con.got
+		command = withConsoleSocket(command, con.arg)
 	}
 	log, err := openLog(id, o.LogFormat)
 	if err != nil {
@@ -129,8 +126,7 @@ func daemon(id string, o Options, command []string) int {
 		Files: []*os.File{childIn, childOut, childErr, syncW},
 		Sys:   sys,
 	})
-	// Only the child keeps these; with a tty this is what lets the master read EIO once
-	// the container and everything it started are gone.
+	// Only the child keeps these: the pipes then end when it and the container are gone.
 	childIn.Close()
 	childOut.Close()
 	childErr.Close()
@@ -141,12 +137,19 @@ func daemon(id string, o Options, command []string) int {
 	}
 
 	var copiers sync.WaitGroup
-	// A terminal has one output, logged as stdout as Docker logs a tty container's.
-	copiers.Add(1)
+	copiers.Add(2)
 	go func() { defer copiers.Done(); pump(outR, "stdout", streamStdout, log, att) }()
-	if errR != nil {
+	go func() { defer copiers.Done(); pump(errR, "stderr", streamStderr, log, att) }()
+	// The terminal: its master reads EIO once the container and everything it started are
+	// gone. A terminal has one output, logged as stdout as Docker logs a tty container's.
+	takeConsole := func(m *os.File) {
+		consolec = nil
+		if m == nil {
+			return
+		}
+		att.setStdin(m)
 		copiers.Add(1)
-		go func() { defer copiers.Done(); pump(errR, "stderr", streamStderr, log, att) }()
+		go func() { defer copiers.Done(); pump(m, "stdout", streamStdout, log, att) }()
 	}
 
 	syncc := make(chan syncMsg, 1)
@@ -169,8 +172,19 @@ func daemon(id string, o Options, command []string) int {
 	)
 	for !runtimeDone || syncc != nil {
 		select {
+		case m := <-consolec:
+			takeConsole(m)
 		case m := <-syncc:
 			syncc = nil
+			if m.Pid > 0 && consolec != nil {
+				// The init sent the terminal before it exec'd, the runtime reported the pid
+				// after: it is there to take, so the caller can attach and type at once.
+				select {
+				case c := <-consolec:
+					takeConsole(c)
+				case <-time.After(5 * time.Second):
+				}
+			}
 			switch {
 			case m.Pid > 0:
 				now := time.Now().UTC()

@@ -3,21 +3,22 @@ package shim_test
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
+	shimpkg "github.com/hardway/hardway/internal/shim"
 	"github.com/hardway/hardway/internal/state"
 	"github.com/hardway/hardway/internal/testutil"
 )
 
-// A container started with --tty has a terminal as stdin and stdout, its output is logged
-// as stdout (\r\n, as a terminal writes it), its exit is recorded, and rm leaves nothing.
+// A container started with --tty has a terminal of its own devpts as stdin and stdout (tty
+// names /dev/pts/0 inside), its output is logged as stdout (\r\n, as a terminal writes it),
+// its exit is recorded, and rm leaves nothing.
 func TestTTY(t *testing.T) {
 	testutil.TempState(t)
-	id := bundle(t, "[ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo tty; ls -l /proc/self/fd/0; echo err >&2; exit 3")
-	if r := shim(t, "--tty", "--id", id, "--", testutil.Bin(t, "nsrun"), "-i", state.ContainerDir(id)); r.Code != 0 {
+	id := bundle(t, "[ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo tty; tty; ls -l /proc/self/fd/0; echo err >&2; exit 3", "tty")
+	if r := shim(t, "--tty", "--id", id, "--", testutil.Bin(t, "nsrun"), state.ContainerDir(id)); r.Code != 0 {
 		t.Fatalf("shim --tty: %d %s", r.Code, r.Stderr)
 	}
 	if code := wait(t, id); code != 3 {
@@ -31,8 +32,8 @@ func TestTTY(t *testing.T) {
 		}
 		all.WriteString(e["log"])
 	}
-	if !strings.HasPrefix(all.String(), "tty\r\n") || !strings.Contains(all.String(), "-> /dev/pts/") || !strings.HasSuffix(all.String(), "err\r\n") {
-		t.Errorf("log %q: want tty, the fd on /dev/pts/N, err, with a terminal's \\r\\n", all.String())
+	if !strings.HasPrefix(all.String(), "tty\r\n/dev/pts/0\r\n") || !strings.Contains(all.String(), "/proc/self/fd/0 -> /dev/pts/0\r\n") || !strings.HasSuffix(all.String(), "err\r\n") {
+		t.Errorf("log %q: want tty, /dev/pts/0 twice (tty, the fd), err, with a terminal's \\r\\n", all.String())
 	}
 	if r := shim(t, "logs", id); r.Code != 0 || r.Stdout != all.String() || r.Stderr != "" {
 		t.Errorf("shim logs: %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
@@ -51,8 +52,10 @@ func TestTTY(t *testing.T) {
 // discipline echoes the input and turns ^C into SIGINT for the foreground process group.
 func TestTTYAttach(t *testing.T) {
 	testutil.TempState(t)
+	// A run dir so deep that the console socket's path is longer than sun_path's 108 bytes.
+	t.Setenv("HARDWAY_RUN", filepath.Join(t.TempDir(), strings.Repeat("r", 60), strings.Repeat("u", 60)))
 	id := bundle(t, "trap 'echo interrupted; exit 7' INT; echo ready; read line; echo got=$line; while true; do sleep 1; done")
-	if r := shim(t, "--tty", "--id", id, "--", testutil.Bin(t, "nsrun"), "-i", state.ContainerDir(id)); r.Code != 0 {
+	if r := shim(t, "--tty", "--id", id, "--", testutil.Bin(t, "nsrun"), state.ContainerDir(id)); r.Code != 0 {
 		t.Fatalf("shim --tty: %d %s", r.Code, r.Stderr)
 	}
 	if es := logEntries(t, id, 1); len(es) == 0 || es[0]["log"] != "ready\r\n" {
@@ -84,8 +87,10 @@ func TestTTYAttach(t *testing.T) {
 	if !strings.Contains(out.String(), "got=typed\r\n") || !strings.Contains(out.String(), "interrupted") || errb.String() != "" || code != 7 {
 		t.Errorf("attach: stdout %q stderr %q exit %d; want got=typed, interrupted, exit 7", out.String(), errb.String(), code)
 	}
-	if _, err := os.Stat(state.RunDir(id) + "/attach"); err == nil {
-		t.Errorf("the attach socket is left after the exit")
+	for _, p := range []string{state.RunDir(id) + "/attach", shimpkg.ConsoleSocket(id)} {
+		if exists(p) {
+			t.Errorf("%s is left after the exit", p)
+		}
 	}
 }
 
@@ -93,28 +98,14 @@ func TestTTYAttach(t *testing.T) {
 func TestTTYAttachResize(t *testing.T) {
 	testutil.TempState(t)
 	id := bundle(t, "echo ready; for i in $(seq 100); do [ \"$(stty size)\" = '40 120' ] && break; sleep 0.1; done; stty size", "stty", "seq")
-	if r := shim(t, "--tty", "--id", id, "--", testutil.Bin(t, "nsrun"), "-i", state.ContainerDir(id)); r.Code != 0 {
+	if r := shim(t, "--tty", "--id", id, "--", testutil.Bin(t, "nsrun"), state.ContainerDir(id)); r.Code != 0 {
 		t.Fatalf("shim --tty: %d %s", r.Code, r.Stderr)
 	}
 	if es := logEntries(t, id, 1); len(es) == 0 || es[0]["log"] != "ready\r\n" {
 		t.Fatalf("not ready: %v", es)
 	}
 	// The terminal attach runs on: a pty of the test's own, 40 rows by 120 columns.
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	fd, _, errno := unix.Syscall(unix.SYS_IOCTL, m.Fd(), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY)
-	if errno != 0 {
-		t.Fatal(errno)
-	}
-	slave := os.NewFile(fd, "slave")
-	defer slave.Close()
-	unix.IoctlSetWinsize(int(m.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 40, Col: 120})
+	_, slave := testutil.Pty(t, 40, 120)
 	a := exec.Command(testutil.Bin(t, "shim"), "attach", id)
 	var out strings.Builder
 	a.Stdin, a.Stdout = slave, &out
