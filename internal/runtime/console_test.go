@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -168,11 +169,23 @@ func TestConsoleSocket(t *testing.T) {
 		s.Process.Terminal = true
 		s.Process.ConsoleSize = &specs.Box{Height: 33, Width: 111}
 	})
-	sock := filepath.Join(t.TempDir(), "console.sock")
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	// A path longer than sun_path's 108 bytes: the receiver binds it through its directory's
+	// fd, nsrun must reach it the same way.
+	dir := filepath.Join(t.TempDir(), strings.Repeat("c", 60), strings.Repeat("s", 60))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "console.sock")
+	d, err := os.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: fmt.Sprintf("/proc/self/fd/%d/console.sock", d.Fd()), Net: "unix"})
+	d.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
 	defer ln.Close()
 	got := make(chan *os.File, 1)
 	go func() {

@@ -451,3 +451,40 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestDetachedTTY: docker-run -dit gives the detached container a terminal of its own
+// devpts (tty names /dev/pts/0 inside), docker-exec -t gets the next one, and shim attach
+// types into the container's shell.
+func TestDetachedTTY(t *testing.T) {
+	e := newEnv(t)
+	id := testutil.ID("tty")
+	t.Cleanup(func() { e.cmd("scripts/docker-rm", id).Run() })
+	out := strings.TrimSpace(e.run("scripts/docker-run", "-dit", "--name", id, e.image(), "sh"))
+	if out != id {
+		t.Fatalf("docker-run -dit printed %q, want the id %q", out, id)
+	}
+	if got := e.run("scripts/docker-exec", id, "sh", "-c", "ls -l /proc/1/fd/0; tty; true"); !strings.Contains(got, "/proc/1/fd/0 -> /dev/pts/0\n") || !strings.Contains(got, "not a tty") {
+		t.Errorf("docker-exec without -t: %q; want the container's stdin on /dev/pts/0 and exec's own not a tty", got)
+	}
+	if got := e.run("scripts/docker-exec", "-t", id, "tty"); got != "/dev/pts/1\r\n" {
+		t.Errorf("docker-exec -t ID tty: %q; want the container's next terminal, /dev/pts/1", got)
+	}
+	a := e.cmd("shim", "attach", id)
+	a.Stdin = strings.NewReader("echo typed-$((6*7)); tty\nexit 9\n")
+	var stdout, stderr bytes.Buffer
+	a.Stdout, a.Stderr = &stdout, &stderr
+	err := a.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	}
+	if !strings.Contains(stdout.String(), "typed-42\r\n/dev/pts/0\r\n") || code != 9 || stderr.Len() != 0 {
+		t.Errorf("shim attach: stdout %q, stderr %q, exit %d; want typed-42 and /dev/pts/0 from the shell, exit 9", stdout.String(), stderr.String(), code)
+	}
+	b, err := os.ReadFile(state.LogFile(id))
+	if err != nil || !strings.Contains(string(b), `"log":"typed-42\r\n"`) {
+		t.Errorf("log.json does not hold the shell's output typed-42: %v\n%s", err, b)
+	}
+	e.run("scripts/docker-rm", id)
+	assertGone(t, id)
+}
