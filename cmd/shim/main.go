@@ -23,16 +23,17 @@ once it does), reaps it and every orphan, and records its exit code (128+signal)
 whether the OOM killer struck its cgroup (oomKilled) in state.json. An attach socket in
 the run dir ($HARDWAY_RUN/ID/attach) streams the output live to 'shim attach'.
 
-With --tty the container's stdio is a terminal instead of pipes: the supervisor opens a
-pty, gives its slave to the runtime as stdin/stdout/stderr and controlling terminal (run
-the runtime with -i so the container inherits it as stdin too, and without its own --tty),
-keeps the master, logs what comes out of it as stdout (as Docker logs a -t container) and
-types what 'shim attach' sends into it (end of input is ^D); an attach from a terminal
-runs that terminal raw and passes its window size on.
+With --tty the container's stdio is a terminal instead of pipes, made as runc makes it: the
+supervisor listens on a console socket ($HARDWAY_RUN/ID/console.sock) and adds
+'--tty --console-socket PATH' to the nsrun command line; the container's init opens a pty
+from the container's own devpts (tty inside prints /dev/pts/0) and sends the master there
+(SCM_RIGHTS). The supervisor keeps it, logs what comes out of it as stdout (as Docker logs a
+-t container) and types what 'shim attach' sends into it (end of input is ^D); an attach
+from a terminal runs that terminal raw and passes its window size on.
 
   bundle=$(overlay --id web "$img")
   shim --id web -- nsrun --netns web --cgroup web "$bundle"
-  shim --id sh --tty -- nsrun -i "$bundle"     # the container's stdio is a terminal
+  shim --id sh --tty -- nsrun "$bundle"        # the container's stdio is a terminal
   shim ps; shim logs -f web; shim attach web; shim kill web; shim wait web; shim rm web
 
 If the runtime fails, the runtime's error is printed and shim exits 1.`
@@ -41,7 +42,7 @@ type startCmd struct {
 	ID          string   `name:"id" required:"" help:"Container id (names containers/ID and the run dir)."`
 	LogFormat   string   `name:"log-format" default:"json-file" enum:"json-file,cri" help:"Log format: json-file (Docker's, containers/ID/log.json) or cri (<time> <stream> <P|F> <line>, containers/ID/container.log)."`
 	Interactive bool     `short:"i" help:"Give the container a stdin pipe that 'shim attach' writes to (give the runtime -i too)."`
-	TTY         bool     `name:"tty" short:"t" help:"Give the container a terminal: a pty the shim allocates, its slave the runtime's stdio and controlling terminal (implies -i; give the runtime -i, not --tty); its output is logged as stdout, 'shim attach' types into it."`
+	TTY         bool     `name:"tty" short:"t" help:"Give the container a terminal: the runtime gets --console-socket (nsrun also --tty) and the container's init sends the master of a pty from its own devpts there; its output is logged as stdout, 'shim attach' types into it (implies -i)."`
 	Command     []string `arg:"" passthrough:"" name:"CMD" help:"The runtime command line, after --."`
 }
 

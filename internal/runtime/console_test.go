@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -247,5 +248,22 @@ func TestConsoleSocketErrors(t *testing.T) {
 		if r.Code == 0 || r.Stdout != "" || strings.Count(r.Stderr, "\n") != 1 || !strings.Contains(r.Stderr, c.want) {
 			t.Errorf("nsrun %v: exit %d, stdout %q, stderr %q; want a one-line error saying %q", c.args, r.Code, r.Stdout, r.Stderr, c.want)
 		}
+	}
+}
+
+// nsrun exec --tty makes the command's terminal in the container's devpts too: the
+// container has none of its own, so it is /dev/pts/0 there; --console-socket without --tty
+// is refused.
+func TestExecTTYInsideContainer(t *testing.T) {
+	_, b, pid := runningContainer(t)
+	applets(t, b, "tty")
+	cmd := exec.Command(testutil.Bin(t, "nsrun"), "exec", "--tty", "--pid", strconv.Itoa(pid), "--", "sh", "-c", "tty; ls -l /proc/self/fd/1")
+	out, err := cmd.Output()
+	if err != nil || !strings.HasPrefix(string(out), "/dev/pts/0\r\n") || !strings.Contains(string(out), "/proc/self/fd/1 -> /dev/pts/0\r\n") {
+		t.Errorf("nsrun exec --tty: %v, output %q; want tty to name /dev/pts/0", err, out)
+	}
+	r := nsrun(t, "exec", "--console-socket", "/nonexistent", "--pid", strconv.Itoa(pid), "--", "tty")
+	if r.Code == 0 || strings.Count(r.Stderr, "\n") != 1 || !strings.Contains(r.Stderr, "needs a terminal") {
+		t.Errorf("nsrun exec --console-socket without --tty: exit %d, stderr %q; want a one-line error", r.Code, r.Stderr)
 	}
 }

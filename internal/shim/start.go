@@ -44,7 +44,7 @@ func PidFile(id string) string { return filepath.Join(state.RunDir(id), "shim.pi
 type Options struct {
 	LogFormat   string // FormatJSON (default) or FormatCRI
 	Interactive bool   // give the runtime a stdin pipe that attach clients write to
-	TTY         bool   // give the runtime a pty as stdio instead of pipes (attach input too)
+	TTY         bool   // give the container a terminal via a console socket (attach input too)
 }
 
 // Start records the container as created, starts the detached supervisor that runs command
