@@ -77,11 +77,13 @@ func (s *screen) waitFor(t *testing.T, want string) {
 // session), nsrun --tty gives the container a terminal of its own devpts: tty names
 // /dev/pts/0, fd 0 points there, /dev/console is that terminal, the size is the user's, and
 // ^C typed goes to the container's foreground process (the sleep dies, the shell's trap
-// runs) rather than signalling nsrun, which exits with the container's code.
+// runs) rather than signalling nsrun, which exits with the container's code; a new size of
+// the user's terminal reaches the container's.
 func TestTTYInsideContainer(t *testing.T) {
 	_, b := bundleRunning(t, "tty; ls -l /proc/self/fd/0; stty size; stat -c 'console %t:%T' /dev/console; stat -c 'pts0 %t:%T' /dev/pts/0; "+
-		"trap 'echo trapped' INT; echo ready; sleep 1000; echo sleep=$?; exit 5")
-	applets(t, b, "tty", "stty")
+		"trap 'echo trapped' INT; echo ready; sleep 1000; echo sleep=$?; "+
+		"for i in $(seq 100); do [ \"$(stty size)\" = '40 120' ] && break; sleep 0.1; done; echo size $(stty size); exit 5")
+	applets(t, b, "tty", "stty", "seq")
 	m, s := testutil.Pty(t, 30, 100)
 	cmd := exec.Command(testutil.Bin(t, "nsrun"), "--tty", b)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = s, s, s
@@ -93,20 +95,27 @@ func TestTTYInsideContainer(t *testing.T) {
 	s.Close()
 	scr := watch(m)
 	scr.waitFor(t, "ready")
+	// ^C only once the sleep runs: one typed between the echo and the fork would leave it
+	// running after the trap.
+	sh := waitChild(t, cmd.Process.Pid, "sh")
+	waitChild(t, sh, "sleep")
+	// The user's terminal changes size: the kernel signals nsrun (SIGWINCH), which passes
+	// the size on to the container's terminal.
+	unix.IoctlSetWinsize(int(m.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 40, Col: 120})
 	m.Write([]byte{3})
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 	select {
 	case <-exited:
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		// ^C went to nsrun, which passes a signal to PID 1 only: the sleep never ends.
 		cmd.Process.Kill()
 		<-exited
-		t.Fatalf("^C did not interrupt the container's foreground sleep; the terminal shows %q", scr.String())
+		t.Fatalf("nsrun did not exit: ^C did not interrupt the container's foreground sleep; the terminal shows %q", scr.String())
 	}
 	<-scr.eof
 	out := scr.String()
-	for _, want := range []string{"/dev/pts/0\r\n", "/proc/self/fd/0 -> /dev/pts/0\r\n", "30 100\r\n", "trapped\r\n", "sleep=130\r\n"} {
+	for _, want := range []string{"/dev/pts/0\r\n", "/proc/self/fd/0 -> /dev/pts/0\r\n", "30 100\r\n", "trapped\r\n", "sleep=130\r\n", "size 40 120\r\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the container's terminal shows %q; want %q in it", out, want)
 		}
@@ -266,4 +275,30 @@ func TestExecTTYInsideContainer(t *testing.T) {
 	if r.Code == 0 || strings.Count(r.Stderr, "\n") != 1 || !strings.Contains(r.Stderr, "needs a terminal") {
 		t.Errorf("nsrun exec --console-socket without --tty: exit %d, stderr %q; want a one-line error", r.Code, r.Stderr)
 	}
+}
+
+// waitChild polls (for at most 10s) for a child of ppid named comm and returns its pid.
+func waitChild(t *testing.T, ppid int, comm string) int {
+	t.Helper()
+	for i := 0; i < 500; i++ {
+		ds, _ := os.ReadDir("/proc")
+		for _, d := range ds {
+			pid, err := strconv.Atoi(d.Name())
+			if err != nil {
+				continue
+			}
+			b, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+			if err != nil {
+				continue
+			}
+			i := bytes.LastIndexByte(b, ')')
+			f := strings.Fields(string(b[i+1:]))
+			if len(f) > 1 && f[1] == strconv.Itoa(ppid) && string(b[bytes.IndexByte(b, '(')+1:i]) == comm {
+				return pid
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no %s under pid %d", comm, ppid)
+	return 0
 }

@@ -1,9 +1,11 @@
 package shim_test
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -50,16 +52,23 @@ func TestTTY(t *testing.T) {
 
 // The pty is the container's controlling terminal, and attach types into it: the line
 // discipline echoes the input and turns ^C into SIGINT for the foreground process group.
+// The runtime is not on that terminal, so nothing typed there can signal it.
 func TestTTYAttach(t *testing.T) {
 	testutil.TempState(t)
 	// A run dir so deep that the console socket's path is longer than sun_path's 108 bytes.
 	t.Setenv("HARDWAY_RUN", filepath.Join(t.TempDir(), strings.Repeat("r", 60), strings.Repeat("u", 60)))
 	id := bundle(t, "trap 'echo interrupted; exit 7' INT; echo ready; read line; echo got=$line; while true; do sleep 1; done")
-	if r := shim(t, "--tty", "--id", id, "--", testutil.Bin(t, "nsrun"), state.ContainerDir(id)); r.Code != 0 {
+	r := shim(t, "--tty", "--id", id, "--", testutil.Bin(t, "nsrun"), state.ContainerDir(id))
+	if r.Code != 0 {
 		t.Fatalf("shim --tty: %d %s", r.Code, r.Stderr)
 	}
 	if es := logEntries(t, id, 1); len(es) == 0 || es[0]["log"] != "ready\r\n" {
 		t.Fatalf("not ready: %v", es)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(r.Stdout))
+	nsrun, _ := ppidAndSid(t, pid)
+	if ctty(t, pid) == 0 || ctty(t, nsrun) != 0 {
+		t.Errorf("controlling terminals: the container's %#x, nsrun's (pid %d) %#x; want the container's only", ctty(t, pid), nsrun, ctty(t, nsrun))
 	}
 	a := exec.Command(testutil.Bin(t, "shim"), "attach", id)
 	in, err := a.StdinPipe()
@@ -115,4 +124,16 @@ func TestTTYAttachResize(t *testing.T) {
 	if !strings.Contains(out.String(), "40 120\r\n") {
 		t.Errorf("attach output %q: the container's terminal did not take attach's size 40 120", out.String())
 	}
+}
+
+// ctty is a process's controlling terminal as a device number (0: none).
+func ctty(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	n, _ := strconv.Atoi(f[4])
+	return n
 }
