@@ -36,6 +36,10 @@ from a terminal runs that terminal raw and passes its window size on.
   shim --id sh --tty -- nsrun "$bundle"        # the container's stdio is a terminal
   shim ps; shim logs -f web; shim attach web; shim kill web; shim wait web; shim rm web
 
+runc (or crun) works too, detached: 'shim --id ID [--tty] -- runc run -d -b BUNDLE ID'; the
+supervisor adds --pid-file (and --console-socket) after 'run' and, once runc has exited,
+supervises the container it inherited.
+
 If the runtime fails, the runtime's error is printed and shim exits 1.`
 
 type startCmd struct {

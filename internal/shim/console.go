@@ -92,14 +92,24 @@ func (c *consoleSocket) close() {
 	})
 }
 
-// withConsoleSocket tells the runtime's command line where to send the terminal: after
-// `run` or `create` (runc run -d --console-socket …, nsrun run …), else right after the
-// program; nsrun also gets --tty (runc reads process.terminal from config.json instead).
+// withConsoleSocket tells the runtime's command line where to send the terminal; nsrun
+// also gets --tty (runc reads process.terminal from config.json instead).
 func withConsoleSocket(command []string, path string) []string {
-	add := []string{"--console-socket", path}
 	if filepath.Base(command[0]) == "nsrun" {
-		add = append([]string{"--tty"}, add...)
+		return withRunFlags(command, "--tty", "--console-socket", path)
 	}
+	return withRunFlags(command, "--console-socket", path)
+}
+
+// runcLike: the runtime is runc or crun, which report the container's pid in a pid file.
+func runcLike(command []string) bool {
+	b := filepath.Base(command[0])
+	return b == "runc" || b == "crun"
+}
+
+// withRunFlags adds flags to the runtime's run command: after `run` or `create` (runc run
+// -d --console-socket …, nsrun run …), else right after the program.
+func withRunFlags(command []string, add ...string) []string {
 	at := 1
 	for i, a := range command[1:] {
 		if a == "--" {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	goruntime "runtime"
 	"strconv"
@@ -112,6 +113,14 @@ func daemon(id string, o Options, command []string) int {
 		consolec = con.got
 		command = withConsoleSocket(command, con.arg)
 	}
+	// A runc-style runtime reports no pid on the sync pipe: it writes a pid file, and with
+	// run -d exits once the container runs, which is then reparented to us (conmon's way).
+	pidFile := ""
+	if runcLike(command) {
+		pidFile = filepath.Join(state.RunDir(id), "runtime.pid")
+		os.Remove(pidFile)
+		command = withRunFlags(command, "--pid-file", pidFile)
+	}
 	log, err := openLog(id, o.LogFormat)
 	if err != nil {
 		return fail(err.Error())
@@ -166,11 +175,48 @@ func daemon(id string, o Options, command []string) int {
 
 	var (
 		started, runtimeDone bool
+		detached             int                         // the container's pid once a detaching runtime is gone
+		reaped               = map[int]unix.WaitStatus{} // what exited before we knew to look for it
 		startErr             string
 		status               unix.WaitStatus
 		early                []os.Signal // arrived before the container's pid was known
 	)
-	for !runtimeDone || syncc != nil {
+	start := func(pid int) {
+		now := time.Now().UTC()
+		c.Status, c.Pid, c.ShimPid, c.Started = state.StatusRunning, pid, os.Getpid(), &now
+		state.WriteContainer(c)
+		started = true
+		caller.report(syncMsg{Pid: pid})
+		if len(early) > 0 {
+			go deliverEarly(pid, early)
+		}
+		early = nil
+	}
+	for {
+		if runtimeDone && syncc == nil && !started && detached == 0 && pidFile != "" && status.Exited() && status.ExitStatus() == 0 {
+			// The runtime detached: its pid file names the container, now our child.
+			b, _ := os.ReadFile(pidFile)
+			pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+			if pid <= 0 {
+				break
+			}
+			if consolec != nil {
+				select {
+				case m := <-consolec:
+					takeConsole(m)
+				case <-time.After(5 * time.Second):
+				}
+			}
+			start(pid)
+			detached = pid
+			if ws, ok := reaped[pid]; ok {
+				status, detached = ws, 0
+			}
+			continue
+		}
+		if runtimeDone && syncc == nil && detached == 0 {
+			break
+		}
 		select {
 		case m := <-consolec:
 			takeConsole(m)
@@ -187,15 +233,7 @@ func daemon(id string, o Options, command []string) int {
 			}
 			switch {
 			case m.Pid > 0:
-				now := time.Now().UTC()
-				c.Status, c.Pid, c.ShimPid, c.Started = state.StatusRunning, m.Pid, os.Getpid(), &now
-				state.WriteContainer(c)
-				started = true
-				caller.report(m)
-				if len(early) > 0 {
-					go deliverEarly(m.Pid, early)
-				}
-				early = nil
+				start(m.Pid)
 			case m.Error != "":
 				startErr = m.Error
 			}
@@ -205,7 +243,11 @@ func daemon(id string, o Options, command []string) int {
 					early = append(early, s) // delivered once the container exists
 					continue
 				}
-				proc.Signal(s) // nsrun passes it on to the container
+				if detached > 0 {
+					unix.Kill(detached, s.(unix.Signal))
+				} else {
+					proc.Signal(s) // nsrun passes it on to the container
+				}
 				continue
 			}
 			// Reap everything: the runtime, and whatever was reparented to us.
@@ -218,8 +260,13 @@ func daemon(id string, o Options, command []string) int {
 				if pid <= 0 || err != nil {
 					break
 				}
-				if pid == proc.Pid {
+				switch pid {
+				case proc.Pid:
 					runtimeDone, status = true, ws
+				case detached:
+					status, detached = ws, 0
+				default:
+					reaped[pid] = ws
 				}
 			}
 		}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	shimpkg "github.com/hardway/hardway/internal/shim"
 	"github.com/hardway/hardway/internal/state"
 	"github.com/hardway/hardway/internal/testutil"
@@ -136,4 +138,39 @@ func ctty(t *testing.T, pid int) int {
 	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
 	n, _ := strconv.Atoi(f[4])
 	return n
+}
+
+// runc under the shim: the shim adds --console-socket and --pid-file to `runc run -d`, takes
+// the terminal runc sends, learns the pid from the pid file once runc has detached, and
+// supervises the container it inherits (a subreaper's orphan) to its exit code.
+func TestTTYRunc(t *testing.T) {
+	testutil.TempState(t)
+	testutil.CgroupParent(t)
+	id := bundle(t, "tty; echo ready; read line; echo got=$line; exit 6", "tty")
+	testutil.EditBundle(t, state.ContainerDir(id), func(s *specs.Spec) { s.Process.Terminal = true })
+	root := t.TempDir()
+	t.Cleanup(func() { exec.Command("runc", "--root", root, "delete", "-f", id).Run() })
+	r := shim(t, "--tty", "--id", id, "--", "runc", "--root", root, "run", "-d", "-b", state.ContainerDir(id), id)
+	if r.Code != 0 {
+		t.Fatalf("shim --tty -- runc run -d: %d %s", r.Code, r.Stderr)
+	}
+	if c := readState(t, id); strings.TrimSpace(r.Stdout) != strconv.Itoa(c.Pid) || c.Status != state.StatusRunning {
+		t.Fatalf("shim printed %q; state.json %+v", r.Stdout, c)
+	}
+	a := exec.Command(testutil.Bin(t, "shim"), "attach", id)
+	a.Stdin = strings.NewReader("typed\n")
+	out, _ := a.Output()
+	if code := wait(t, id); code != 6 {
+		t.Errorf("exit code %d, want 6", code)
+	}
+	if !strings.Contains(string(out), "got=typed\r\n") {
+		t.Errorf("attach to runc's container: %q; want got=typed", out)
+	}
+	var all strings.Builder
+	for _, e := range logEntries(t, id, 3) {
+		all.WriteString(e["log"])
+	}
+	if !strings.HasPrefix(all.String(), "/dev/pts/0\r\nready\r\n") {
+		t.Errorf("log %q: want tty to name /dev/pts/0 inside runc's container", all.String())
+	}
 }
