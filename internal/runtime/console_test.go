@@ -171,13 +171,15 @@ func recvTerminal(t *testing.T, ln *net.UnixListener) (*os.File, string) {
 }
 
 // nsrun --console-socket sends the container's terminal to a receiver written for runc's
-// protocol and relays nothing itself; process.terminal in config.json asks for the terminal.
+// protocol and relays nothing itself; process.terminal in config.json asks for the terminal,
+// process.consoleSize sets its size, and it belongs to the process's user.
 func TestConsoleSocket(t *testing.T) {
-	_, b := bundleRunning(t, "tty; stty size; echo out; echo err >&2; read line; echo got=$line; exit 3")
+	_, b := bundleRunning(t, "tty; stty size; stat -c 'owner %u' $(tty); echo out; echo err >&2; read line; echo got=$line; exit 3")
 	applets(t, b, "tty", "stty")
 	testutil.EditBundle(t, b, func(s *specs.Spec) {
 		s.Process.Terminal = true
 		s.Process.ConsoleSize = &specs.Box{Height: 33, Width: 111}
+		s.Process.User.UID = 1000 // the terminal is handed to it
 	})
 	// A path longer than sun_path's 108 bytes: the receiver binds it through its directory's
 	// fd, nsrun must reach it the same way.
@@ -223,7 +225,7 @@ func TestConsoleSocket(t *testing.T) {
 	cmd.Wait()
 	<-scr.eof
 	out := scr.String()
-	for _, want := range []string{"/dev/pts/0\r\n", "33 111\r\n", "out\r\nerr\r\n", "got=typed\r\n"} {
+	for _, want := range []string{"/dev/pts/0\r\n", "33 111\r\n", "owner 1000\r\n", "out\r\nerr\r\n", "got=typed\r\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the received terminal shows %q; want %q in it", out, want)
 		}
