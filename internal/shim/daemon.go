@@ -176,7 +176,7 @@ func daemon(id string, o Options, command []string) int {
 	var (
 		started, runtimeDone bool
 		detached             int                         // the container's pid once a detaching runtime is gone
-		reaped               = map[int]unix.WaitStatus{} // what exited before we knew to look for it
+		reaped               = map[int]unix.WaitStatus{} // what exited before the pid file was read
 		startErr             string
 		status               unix.WaitStatus
 		early                []os.Signal // arrived before the container's pid was known
@@ -226,8 +226,8 @@ func daemon(id string, o Options, command []string) int {
 				// The init sent the terminal before it exec'd, the runtime reported the pid
 				// after: it is there to take, so the caller can attach and type at once.
 				select {
-				case c := <-consolec:
-					takeConsole(c)
+				case mf := <-consolec:
+					takeConsole(mf)
 				case <-time.After(5 * time.Second):
 				}
 			}
@@ -266,7 +266,9 @@ func daemon(id string, o Options, command []string) int {
 				case detached:
 					status, detached = ws, 0
 				default:
-					reaped[pid] = ws
+					if pidFile != "" && !started {
+						reaped[pid] = ws
+					}
 				}
 			}
 		}
