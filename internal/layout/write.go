@@ -245,10 +245,11 @@ func TagImage(desc ocispec.Descriptor, refName string) (ocispec.Descriptor, erro
 }
 
 // dropUnreferenced removes the unnamed entry of Docker manifest d unless a named entry
-// still translates it.
+// still translates it. (A translation whose name another tool took over, as skopeo copy
+// to an existing name leaves it, does not count.)
 func dropUnreferenced(ms []ocispec.Descriptor, d digest.Digest) []ocispec.Descriptor {
 	for _, m := range ms {
-		if convertedFrom(m) == d {
+		if convertedFrom(m) == d && m.Annotations[ocispec.AnnotationRefName] != "" {
 			return ms
 		}
 	}
