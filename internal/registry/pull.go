@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -181,10 +183,14 @@ func Pull(ctx context.Context, ref reference.Reference, opts Options) (*Result, 
 func record(res *Result, desc ocispec.Descriptor, refName string) error {
 	idxPath := filepath.Join(state.OCIDir(), "index.json")
 	lock := filepath.Join(state.LockDir(), "oci.lock")
-	entry := func(d ocispec.Descriptor, name string) string {
+	entry := func(d ocispec.Descriptor) string {
 		s := fmt.Sprintf("{mediaType: %q, digest: %q, size: %d", d.MediaType, d.Digest, d.Size)
-		if name != "" {
-			s += fmt.Sprintf(", annotations: {%q: %q}", ocispec.AnnotationRefName, name)
+		var kv []string
+		for _, k := range slices.Sorted(maps.Keys(d.Annotations)) {
+			kv = append(kv, fmt.Sprintf("%q: %q", k, d.Annotations[k]))
+		}
+		if len(kv) > 0 {
+			s += ", annotations: {" + strings.Join(kv, ", ") + "}"
 		}
 		return s + "}"
 	}
@@ -196,7 +202,8 @@ func record(res *Result, desc ocispec.Descriptor, refName string) error {
 				"|' -e 's|"+layout.MediaTypeDockerLayerGzip+"|"+ocispec.MediaTypeImageLayerGzip+"|g' "+layout.BlobPath(desc.Digest)+" | sha256sum")
 	} else {
 		trace.Step("record the manifest in the layout's index.json under the name "+refName+" (under flock "+lock+")",
-			"jq '.manifests += ["+entry(desc, refName)+"]' "+idxPath+" > index.json.tmp && mv index.json.tmp "+idxPath)
+			"jq '.manifests += ["+entry(ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size,
+				Annotations: map[string]string{ocispec.AnnotationRefName: refName}})+"]' "+idxPath+" > index.json.tmp && mv index.json.tmp "+idxPath)
 	}
 	named, err := layout.TagImage(desc, refName)
 	if err != nil {
@@ -204,7 +211,7 @@ func record(res *Result, desc ocispec.Descriptor, refName string) error {
 	}
 	if named.Digest != desc.Digest {
 		trace.Step(fmt.Sprintf("%s names the OCI translation %s (annotated %s: %s)", refName, short(named.Digest), layout.AnnotationConvertedFrom, short(desc.Digest)),
-			"jq '.manifests += ["+entry(desc, "")+", "+entry(named, refName)+"]' "+idxPath+" > index.json.tmp && mv index.json.tmp "+idxPath)
+			"jq '.manifests += ["+entry(ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size})+", "+entry(named)+"]' "+idxPath+" > index.json.tmp && mv index.json.tmp "+idxPath)
 		named.Annotations = nil
 		res.OCI = &named
 	}
