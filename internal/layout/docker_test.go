@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
@@ -144,5 +145,54 @@ func TestTagDockerManifestNamesItsTranslation(t *testing.T) {
 	named, unnamed = entries()
 	if len(named) != 2 || len(unnamed) != 2 || unnamed[0] != d2.Digest || unnamed[1] == d1.Digest {
 		t.Fatalf("after the second move: names %v, unnamed %v (want only %s)", named, unnamed, d2.Digest)
+	}
+}
+
+// Concurrent pulls of one Docker image under several names (busybox, a list and an index
+// that hold it) agree: every name leads to the same translation, and the Docker manifest is
+// kept once.
+func TestTagDockerManifestConcurrently(t *testing.T) {
+	testutil.TempState(t)
+	b := dockerManifest(digest.FromString("c"), digest.FromString("l"), "")
+	d, err := PutBlob(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc := ocispec.Descriptor{MediaType: MediaTypeDockerManifest, Digest: d, Size: int64(len(b))}
+	const n = 12
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			_, err := TagImage(desc, "reg/img:"+strconv.Itoa(i%4)) // each name three times
+			errs <- err
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	idx, err := ReadIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	translations, kept := map[digest.Digest]int{}, 0
+	for _, m := range idx.Manifests {
+		if m.Annotations[ocispec.AnnotationRefName] == "" {
+			if m.Digest != d {
+				t.Errorf("unnamed entry %s", m.Digest)
+			}
+			kept++
+		} else {
+			translations[m.Digest]++
+		}
+	}
+	if kept != 1 || len(translations) != 1 || len(idx.Manifests) != 5 {
+		t.Fatalf("index.json: %d entries, the Docker manifest %d times, translations %v; want 5, 1, one digest", len(idx.Manifests), kept, translations)
 	}
 }
