@@ -26,7 +26,9 @@ token from its realm, or Basic auth, with credentials from $DOCKER_CONFIG/config
 downloads the config and every layer into $HARDWAY_ROOT/oci/blobs (each verified by size and
 sha256 before it is renamed into place; broken downloads are retried and resumed with Range,
 also after pull was killed), and records the image in $HARDWAY_ROOT/oci/index.json under its
-full reference.
+full reference. That name leads to an OCI manifest, so skopeo and umoci read every image:
+a manifest with Docker media types is kept byte for byte (its digest is the handle) beside
+its OCI translation (same config and layers), which the name leads to.
 
 Prints the image's pinned handle on stdout, NAME@sha256:<manifest digest>, for the next stage:
 

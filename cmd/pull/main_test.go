@@ -82,8 +82,8 @@ func TestPullCLI(t *testing.T) {
 		t.Fatal("pull busybox-oci failed")
 	}
 
-	// Other tools read our layout: umoci lists the names, skopeo reads the OCI-typed image
-	// (skopeo 1.9 reads only OCI media types from a layout; umoci reads both).
+	// Other tools read our layout: umoci lists the names, skopeo reads an image by its name
+	// (every shape, and unpacking with umoci, is in TestOtherToolsReadEveryImage).
 	oci := state.OCIDir()
 	if filepath.Dir(oci) != root {
 		t.Fatalf("layout %s is not under the test's root %s", oci, root)
@@ -97,7 +97,7 @@ func TestPullCLI(t *testing.T) {
 			t.Errorf("umoci ls does not list %s:\n%s", n, ls)
 		}
 	}
-	insp, err := exec.Command("skopeo", "inspect", "oci:"+oci+":"+addr+"/library/busybox-oci:latest").CombinedOutput()
+	insp, err := exec.Command("skopeo", "inspect", "oci:"+oci+":"+ref).CombinedOutput()
 	if err != nil {
 		t.Fatalf("skopeo inspect: %v: %s", err, insp)
 	}

@@ -11,6 +11,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/hardway/hardway/internal/layout"
+	"github.com/hardway/hardway/internal/state"
 	"github.com/hardway/hardway/internal/testutil"
 )
 
@@ -81,5 +82,34 @@ func TestPullFromSkopeoLayout(t *testing.T) {
 		if code != 1 || out != "" || !strings.Contains(errs, c.want) {
 			t.Errorf("pull %s: exit %d, stdout %q, stderr %q; want %q", c.arg, code, out, errs, c.want)
 		}
+	}
+}
+
+// TestPullFromCraneLayout: crane (like containerd's export) keeps the registry's Docker
+// media types in a layout, and names nothing. pull oci:DIR imports that one image with the
+// registry's digest, and names its OCI translation so skopeo reads it from our store.
+func TestPullFromCraneLayout(t *testing.T) {
+	addr := testutil.StartRegistry(t)
+	regDigest := testutil.PushLayers(t, addr+"/hardway/docker:latest", "", testutil.LayerTar(t, "a.txt", []byte("docker\n")))
+	crane, err := exec.LookPath("crane")
+	if err != nil {
+		crane = filepath.Join(testutil.RepoRoot(t), ".tools", "bin", "crane")
+	}
+	dir := filepath.Join(t.TempDir(), "cr")
+	if out, err := exec.Command(crane, "pull", "--insecure", "--format", "oci", addr+"/hardway/docker:latest", dir).CombinedOutput(); err != nil {
+		t.Fatalf("crane pull (make tools): %v: %s", err, out)
+	}
+	testutil.TempState(t)
+	out, errs, code := run(t, "", "oci:"+dir)
+	if want := "localhost/oci/cr@" + regDigest; code != 0 || strings.TrimSpace(out) != want {
+		t.Fatalf("pull oci:%s printed %q (exit %d, %s), want %s", dir, out, code, errs, want)
+	}
+	e := indexEntry(t, state.OCIDir(), "localhost/oci/cr:latest")
+	if e.MediaType != ocispec.MediaTypeImageManifest || e.Annotations[layout.AnnotationConvertedFrom] != regDigest {
+		t.Fatalf("the name leads to %+v, want the OCI translation of %s", e, regDigest)
+	}
+	insp, err := exec.Command("skopeo", "inspect", "oci:"+state.OCIDir()+":localhost/oci/cr:latest").CombinedOutput()
+	if err != nil || !strings.Contains(string(insp), `"Digest": "`+e.Digest.String()+`"`) {
+		t.Fatalf("skopeo inspect: %v: %s", err, insp)
 	}
 }

@@ -102,6 +102,11 @@ func Resolve(handle string) (*Image, error) {
 		for _, m := range idx.Manifests {
 			if m.Annotations[ocispec.AnnotationRefName] == handle {
 				name, d = strings.TrimSuffix(handle, tagOf(handle)), m.Digest
+				// The name leads to the OCI translation of a Docker manifest: the image
+				// is the registry's manifest, whose digest pull printed.
+				if from := convertedFrom(m); from.Validate() == nil {
+					d = from
+				}
 				break
 			}
 		}

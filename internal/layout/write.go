@@ -178,36 +178,88 @@ func PutBlob(b []byte) (digest.Digest, error) {
 	return d, err
 }
 
-// Tag records desc in index.json under refName (org.opencontainers.image.ref.name),
-// replacing any older entry of the same name. It is a no-op when the entry is already
-// there as asked.
+// Tag records image manifest desc in index.json under refName
+// (org.opencontainers.image.ref.name), replacing any older entry of the same name. It is a
+// no-op when the entry is already there as asked.
+//
+// OCI-only readers (skopeo 1.9, umoci 0.4) look a name up among OCI image manifests only, so
+// a Docker schema2 manifest is not what refName names: refName gets its OCI translation
+// (ToOCI, stored first), annotated hardway.converted-from with desc's digest, and desc
+// itself is kept as an entry of no name, so it stays reachable (umoci gc) and its digest
+// stays the image's handle. That unnamed entry goes when no name leads to it any more.
 func Tag(desc ocispec.Descriptor, refName string) error {
+	_, err := TagImage(desc, refName)
+	return err
+}
+
+// TagImage is Tag, returning the entry refName now names.
+func TagImage(desc ocispec.Descriptor, refName string) (ocispec.Descriptor, error) {
 	if err := Init(); err != nil {
-		return err
+		return ocispec.Descriptor{}, err
+	}
+	// The translation is a blob like any other: in place before the name that leads to it.
+	named, keep, err := ociView(desc)
+	if err != nil {
+		return ocispec.Descriptor{}, err
 	}
 	lk, err := fsutil.LockFile(lockPath())
 	if err != nil {
-		return err
+		return ocispec.Descriptor{}, err
 	}
 	defer lk.Unlock()
 	idx, err := ReadIndex()
 	if err != nil {
-		return err
+		return ocispec.Descriptor{}, err
 	}
-	desc.Annotations = copyAnnotations(desc.Annotations)
-	desc.Annotations[ocispec.AnnotationRefName] = refName
+	named.Annotations = copyAnnotations(named.Annotations)
+	named.Annotations[ocispec.AnnotationRefName] = refName
+	haveKeep := keep == nil
+	for _, m := range idx.Manifests {
+		if keep != nil && isKept(m, keep.Digest) {
+			haveKeep = true
+		}
+	}
 	kept := idx.Manifests[:0:0]
+	var replaced []digest.Digest // Docker manifests the old entry of refName translated
 	for _, m := range idx.Manifests {
 		if m.Annotations[ocispec.AnnotationRefName] == refName {
-			if sameDescriptor(m, desc) {
-				return nil
+			if sameDescriptor(m, named) && haveKeep {
+				return named, nil
+			}
+			if from := convertedFrom(m); from != "" {
+				replaced = append(replaced, from)
 			}
 			continue
 		}
 		kept = append(kept, m)
 	}
-	idx.Manifests = append(kept, desc)
-	return writeIndex(idx)
+	if !haveKeep {
+		kept = append(kept, *keep)
+	}
+	kept = append(kept, named)
+	for _, from := range replaced {
+		kept = dropUnreferenced(kept, from)
+	}
+	idx.Manifests = kept
+	return named, writeIndex(idx)
+}
+
+// dropUnreferenced removes the unnamed entry of Docker manifest d unless a named entry
+// still translates it. (A translation whose name another tool took over, as skopeo copy
+// to an existing name leaves it, does not count.)
+func dropUnreferenced(ms []ocispec.Descriptor, d digest.Digest) []ocispec.Descriptor {
+	for _, m := range ms {
+		if convertedFrom(m) == d && m.Annotations[ocispec.AnnotationRefName] != "" {
+			return ms
+		}
+	}
+	out := ms[:0]
+	for _, m := range ms {
+		if !isKept(m, d) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 func writeIndex(idx *ocispec.Index) error {

@@ -101,6 +101,17 @@ func ImportLayout(dir, tag string, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Another hardway store names the OCI translation of a Docker manifest: take the
+	// registry's manifest it came from, when it is there and translates to exactly this.
+	if from := digest.Digest(desc.Annotations[layout.AnnotationConvertedFrom]); from != "" && mt == ocispec.MediaTypeImageManifest {
+		if ob, omt, err := src.manifest(ocispec.Descriptor{Digest: from, Size: src.size(from)}); err == nil && omt == layout.MediaTypeDockerManifest {
+			if tb, err := layout.ToOCI(ob); err == nil && digest.FromBytes(tb) == desc.Digest {
+				trace.Step(fmt.Sprintf("%s is the OCI translation of the Docker manifest %s (%s): import that one", short(desc.Digest), short(from), layout.AnnotationConvertedFrom))
+				body, mt = ob, omt
+				desc = ocispec.Descriptor{MediaType: omt, Digest: from, Size: int64(len(ob)), Platform: desc.Platform}
+			}
+		}
+	}
 	if isIndex(mt) {
 		var sub ocispec.Index
 		if err := json.Unmarshal(body, &sub); err != nil {
@@ -142,8 +153,7 @@ func ImportLayout(dir, tag string, opts Options) (*Result, error) {
 		return nil, err
 	}
 	final := ocispec.Descriptor{MediaType: mt, Digest: desc.Digest, Size: desc.Size, Platform: desc.Platform}
-	trace.Step("record it in our index.json as " + name.RefName())
-	if err := layout.Tag(final, name.RefName()); err != nil {
+	if err := record(res, final, name.RefName()); err != nil {
 		return nil, err
 	}
 	res.Handle = name.Pinned(desc.Digest)
@@ -174,6 +184,18 @@ type layoutDir string
 
 func (l layoutDir) path(d digest.Digest) string {
 	return filepath.Join(string(l), "blobs", d.Algorithm().String(), d.Encoded())
+}
+
+// size is the size of blob d in the layout, or -1.
+func (l layoutDir) size(d digest.Digest) int64 {
+	if d.Validate() != nil {
+		return -1
+	}
+	fi, err := os.Stat(l.path(d))
+	if err != nil || !fi.Mode().IsRegular() {
+		return -1
+	}
+	return fi.Size()
 }
 
 // manifest reads a manifest or index named by desc, checking its size and digest.

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -74,7 +76,10 @@ type Result struct {
 	RefName   string              `json:"refName"`   // the index.json ref name
 	Manifest  ocispec.Descriptor  `json:"manifest"`
 	Index     *ocispec.Descriptor `json:"index,omitempty"` // the index it was picked from
-	Blobs     []Blob              `json:"blobs"`
+	// OCI is what RefName names in index.json when the manifest has Docker media types:
+	// its OCI translation, for OCI-only readers (skopeo 1.9, umoci).
+	OCI   *ocispec.Descriptor `json:"oci,omitempty"`
+	Blobs []Blob              `json:"blobs"`
 }
 
 // Pull fetches ref into the store and returns the pinned handle of its image manifest.
@@ -164,17 +169,53 @@ func Pull(ctx context.Context, ref reference.Reference, opts Options) (*Result, 
 	if _, err := layout.PutBlob(body); err != nil {
 		return nil, fmt.Errorf("store manifest %s: %w", d, err)
 	}
-	idxPath := filepath.Join(state.OCIDir(), "index.json")
-	trace.Step("record the manifest in the layout's index.json under the name "+ref.RefName()+" (under flock "+filepath.Join(state.LockDir(), "oci.lock")+")",
-		"jq '.manifests += [{mediaType: \""+mt+"\", digest: \""+d.String()+"\", size: "+fmt.Sprint(desc.Size)+
-			", annotations: {\"org.opencontainers.image.ref.name\": \""+ref.RefName()+"\"}}]' "+idxPath+" > index.json.tmp && mv index.json.tmp "+idxPath)
-	if err := layout.Tag(desc, ref.RefName()); err != nil {
-		return nil, fmt.Errorf("record %s in index.json: %w", ref.RefName(), err)
+	if err := record(res, desc, ref.RefName()); err != nil {
+		return nil, err
 	}
 	res.Handle = ref.Pinned(d)
 	res.Manifest = desc
 	res.Blobs = blobs
 	return res, nil
+}
+
+// record names image manifest desc refName in index.json (layout.TagImage: a Docker
+// manifest gets an OCI translation under the name) and notes the translation in res.
+func record(res *Result, desc ocispec.Descriptor, refName string) error {
+	idxPath := filepath.Join(state.OCIDir(), "index.json")
+	lock := filepath.Join(state.LockDir(), "oci.lock")
+	entry := func(d ocispec.Descriptor) string {
+		s := fmt.Sprintf("{mediaType: %q, digest: %q, size: %d", d.MediaType, d.Digest, d.Size)
+		var kv []string
+		for _, k := range slices.Sorted(maps.Keys(d.Annotations)) {
+			kv = append(kv, fmt.Sprintf("%q: %q", k, d.Annotations[k]))
+		}
+		if len(kv) > 0 {
+			s += ", annotations: {" + strings.Join(kv, ", ") + "}"
+		}
+		return s + "}"
+	}
+	if desc.MediaType == layout.MediaTypeDockerManifest {
+		trace.Step("the manifest has Docker media types, which OCI-only readers (skopeo 1.9, umoci) do not look up by name: "+
+			"store its OCI translation (the same bytes with the media types renamed: same config, same layers) and name that "+refName+
+			"; keep the registry's manifest as an entry of no name (under flock "+lock+")",
+			"sed -e 's|"+layout.MediaTypeDockerManifest+"|"+ocispec.MediaTypeImageManifest+"|' -e 's|"+layout.MediaTypeDockerConfig+"|"+ocispec.MediaTypeImageConfig+
+				"|' -e 's|"+layout.MediaTypeDockerLayerGzip+"|"+ocispec.MediaTypeImageLayerGzip+"|g' "+layout.BlobPath(desc.Digest)+" | sha256sum")
+	} else {
+		trace.Step("record the manifest in the layout's index.json under the name "+refName+" (under flock "+lock+")",
+			"jq '.manifests += ["+entry(ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size,
+				Annotations: map[string]string{ocispec.AnnotationRefName: refName}})+"]' "+idxPath+" > index.json.tmp && mv index.json.tmp "+idxPath)
+	}
+	named, err := layout.TagImage(desc, refName)
+	if err != nil {
+		return fmt.Errorf("record %s in index.json: %w", refName, err)
+	}
+	if named.Digest != desc.Digest {
+		trace.Step(fmt.Sprintf("%s names the OCI translation %s (annotated %s: %s)", refName, short(named.Digest), layout.AnnotationConvertedFrom, short(desc.Digest)),
+			"jq '.manifests += ["+entry(ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size})+", "+entry(named)+"]' "+idxPath+" > index.json.tmp && mv index.json.tmp "+idxPath)
+		named.Annotations = nil
+		res.OCI = &named
+	}
+	return nil
 }
 
 // manifest fetches a manifest or index by tag or digest and returns its exact bytes, its

@@ -139,13 +139,30 @@ func TestPullSeededImages(t *testing.T) {
 		})
 	}
 
-	// One ref name, one entry: four pulls, four entries.
+	// One ref name, one entry; besides them only the registry's Docker manifests that a
+	// name's OCI translation comes from, once each.
 	idx, err := layout.ReadIndex()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(idx.Manifests) != len(want) {
-		t.Errorf("index.json has %d entries, want %d", len(idx.Manifests), len(want))
+	names, from, unnamed := map[string]bool{}, map[string]bool{}, map[string]int{}
+	for _, m := range idx.Manifests {
+		if n := m.Annotations[ocispec.AnnotationRefName]; n != "" {
+			names[n] = true
+			if f := m.Annotations[layout.AnnotationConvertedFrom]; f != "" {
+				from[f] = true
+			}
+		} else {
+			unnamed[m.Digest.String()]++
+		}
+	}
+	if len(names) != len(want) || len(names)+len(unnamed) != len(idx.Manifests) || len(unnamed) != len(from) {
+		t.Errorf("index.json has %d entries: %d names (want %d), unnamed %v, translations of %v", len(idx.Manifests), len(names), len(want), unnamed, from)
+	}
+	for d, n := range unnamed {
+		if n != 1 || !from[d] {
+			t.Errorf("unnamed entry %s (%d times) is not the source of a translation", d, n)
+		}
 	}
 
 	t.Run("by digest", func(t *testing.T) {
