@@ -96,7 +96,12 @@ func Exec(o ExecOptions) (err error) {
 		con.relay()
 		defer con.close()
 	}
-	join := func(child int) error { return joinCgroupsOf(pid, child) }
+	join := func(child int) error {
+		if cmd.SysProcAttr.UseCgroupFD {
+			return nil // born there (clone3 CLONE_INTO_CGROUP)
+		}
+		return joinCgroupsOf(pid, child)
+	}
 	started := 0
 	return supervise(cmd, goW, errR, con, join, "let the joiner go on: it enters the mount namespace and execs the command", &started)
 }
@@ -297,7 +302,9 @@ func startJoiner(pid int, spec *specs.Spec, o ExecOptions, con *console, release
 	done := make(chan error, 1)
 	go func() {
 		goruntime.LockOSThread()
-		done <- forkInNamespaces(pid, cmd)
+		var err error
+		cmd, err = forkInNamespaces(pid, cmd)
+		done <- err
 		<-release
 	}()
 	if err = <-done; err != nil {
@@ -308,28 +315,38 @@ func startJoiner(pid int, spec *specs.Spec, o ExecOptions, con *console, release
 	return cmd, goW, errR, nil
 }
 
-func forkInNamespaces(pid int, cmd *exec.Cmd) error {
+func forkInNamespaces(pid int, cmd *exec.Cmd) (*exec.Cmd, error) {
+	// Clone the joiner straight into the target's cgroup where one cgroup2 dir is all of it,
+	// unless the target has a cgroup namespace of its own: the kernel checks the move
+	// against the forking thread's cgroup namespace, which then hides nsrun's own cgroup.
+	into := ""
+	if same, _ := sameNamespace(pid, "cgroup"); same {
+		into = v2CgroupOf(pid)
+	}
 	var opts []string
 	for _, ns := range threadNamespaces {
 		if same, err := sameNamespace(pid, ns.file); err != nil {
-			return fmt.Errorf("read the %s namespace of %d: %w", ns.file, pid, err)
+			return cmd, fmt.Errorf("read the %s namespace of %d: %w", ns.file, pid, err)
 		} else if same {
 			continue
 		}
 		f, err := os.OpenFile(fmt.Sprintf("/proc/%d/ns/%s", pid, ns.file), os.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return fmt.Errorf("open the %s namespace of %d: %w", ns.file, pid, err)
+			return cmd, fmt.Errorf("open the %s namespace of %d: %w", ns.file, pid, err)
 		}
 		err = unix.Setns(int(f.Fd()), ns.flag)
 		f.Close()
 		if err != nil {
-			return fmt.Errorf("setns into the %s namespace of %d: %w", ns.file, pid, err)
+			return cmd, fmt.Errorf("setns into the %s namespace of %d: %w", ns.file, pid, err)
 		}
 		opts = append(opts, ns.opt)
 	}
 	trace.Step("join the container's namespaces on one thread and start the joiner from it (the pid namespace applies to children)",
 		trace.Cmd(append(append([]string{"nsenter", "--target", strconv.Itoa(pid)}, opts...), "--mount", "--root", "--wd")...))
-	return cmd.Start()
+	if into != "" {
+		return startIntoCgroup(cmd, into)
+	}
+	return cmd, cmd.Start()
 }
 
 // joinCgroupsOf puts child in the cgroups pid is in, in every hierarchy.

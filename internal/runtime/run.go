@@ -99,8 +99,8 @@ func Run(o Options) (err error) {
 	}
 
 	join := func(pid int) error {
-		if o.Cgroup == "" {
-			return nil
+		if o.Cgroup == "" || cmd.SysProcAttr.UseCgroupFD {
+			return nil // born there (clone3 CLONE_INTO_CGROUP)
 		}
 		return cgroup.Join(o.Cgroup, pid)
 	}
@@ -266,8 +266,13 @@ func startInit(o Options, bundle string, con *console, maps *idMaps) (cmd *exec.
 		cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
 	}
 
+	into := intoCgroupDir(o.Cgroup)
 	start := func() error {
 		trace.Step("start the container's init in new namespaces", trace.Cmd(unshare...))
+		if into != "" {
+			cmd, err = startIntoCgroup(cmd, into)
+			return err
+		}
 		return cmd.Start()
 	}
 	if o.Netns != "" {
