@@ -3,7 +3,6 @@ package runtime_test
 import (
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
