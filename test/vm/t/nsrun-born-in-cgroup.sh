@@ -24,7 +24,9 @@ grep -q "the init starts in cgroup 0::/hardway/$id\$" /tmp/$id.trace || fail "th
 sed -i 's#"cat",#"sleep",#; s#"/proc/self/cgroup"#"1000"#' "$bundle/config.json"
 nsrun --cgroup $id "$bundle" &
 npid=$!
-eventually 10 sh -c "grep -q '^0::/hardway/$id\$' /proc/\$(cat $cg/hardway/$id/cgroup.procs | head -1)/cgroup" || fail "the sleeping container did not start"
+# Born in the cgroup, the init is in cgroup.procs before it has made its cgroup namespace:
+# wait for the container's process itself.
+eventually 10 sh -c "grep -qx sleep /proc/\$(head -1 $cg/hardway/$id/cgroup.procs)/comm" || fail "the sleeping container did not start"
 cpid=$(head -1 $cg/hardway/$id/cgroup.procs)
 out=$(nsrun exec --pid $cpid -- cat /proc/self/cgroup 2>&1) || fail "nsrun exec failed: $out"
 [ "$out" = "0::/" ] || fail "nsrun exec's command is in '$out', want 0::/ (the container's cgroup)"
