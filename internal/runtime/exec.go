@@ -314,7 +314,7 @@ func startJoiner(pid int, spec *specs.Spec, o ExecOptions, con *console, release
 		defer userns.Close()
 	}
 
-	cmd = exec.Command(fmt.Sprintf("/proc/self/fd/%d", self.Fd()), execArg)
+	cmd = exec.Command("/proc/self/exe", execArg) // the path is set by runFrom
 	cmd.Args[0] = "nsrun-exec"
 	cmd.Env = os.Environ()
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
@@ -329,6 +329,8 @@ func startJoiner(pid int, spec *specs.Spec, o ExecOptions, con *console, release
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = con.slave, con.slave, con.slave
 		cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
 	}
+
+	runFrom(cmd, self)
 
 	// The switched thread is never given back to the Go scheduler: the goroutine ends
 	// locked, and the runtime then retires the thread with its namespaces. It must outlive

@@ -28,7 +28,7 @@ import (
 // rawJoiner is everything the child needs, prepared before the fork.
 type rawJoiner struct {
 	userns  uintptr
-	fds     [7]uintptr // high, close-on-exec copies of what becomes fds 0..6
+	fds     [10]uintptr // high, close-on-exec copies of what becomes fds 0, 1, 2, …
 	nfds    uintptr
 	errFd   uintptr // close-on-exec: carries the failed step and errno, EOF on execve
 	exe     uintptr // the sealed memfd, run with execveat(AT_EMPTY_PATH)
@@ -75,7 +75,11 @@ func forkJoinerInUserns(cmd *exec.Cmd, self, userns *os.File) error {
 	if !ok1 || !ok2 {
 		return fmt.Errorf("the joiner's stdout and stderr must be files")
 	}
-	for i, f := range append([]*os.File{stdin, out, errf}, cmd.ExtraFiles...) {
+	all := append([]*os.File{stdin, out, errf}, cmd.ExtraFiles...)
+	if len(all) > len(j.fds) {
+		return fmt.Errorf("too many fds for the joiner: %d", len(all))
+	}
+	for i, f := range all {
 		fd, err := high(int(f.Fd()))
 		if err != nil {
 			return err

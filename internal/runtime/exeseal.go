@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -29,6 +30,15 @@ func sealedSelf() (*os.File, error) {
 	}
 	trace.Step(fmt.Sprintf("no read-only overlay view of nsrun (%v): run the init from a sealed memfd copy", err))
 	return memfdSelf()
+}
+
+// runFrom makes cmd exec self, passed as its last extra fd. The child resolves the path
+// /proc/self/fd/N after Go's fork has moved its fds into place, which can put another
+// file on the number self has in this process (in a VM it was exec's mount namespace fd:
+// EACCES); the number of its own slot is certain.
+func runFrom(cmd *exec.Cmd, self *os.File) {
+	cmd.ExtraFiles = append(cmd.ExtraFiles, self)
+	cmd.Path = fmt.Sprintf("/proc/self/fd/%d", 2+len(cmd.ExtraFiles))
 }
 
 func overlaySelf() (*os.File, error) {

@@ -231,7 +231,7 @@ func startInit(o Options, bundle string, con *console, maps *idMaps) (cmd *exec.
 		return nil, nil, nil, err
 	}
 	defer self.Close()
-	cmd = exec.Command(fmt.Sprintf("/proc/self/fd/%d", self.Fd()), initArg, bundle)
+	cmd = exec.Command("/proc/self/exe", initArg, bundle) // the path is set by runFrom
 	if o.NoPivot {
 		cmd.Args = append(cmd.Args, noPivotArg)
 	}
@@ -266,6 +266,7 @@ func startInit(o Options, bundle string, con *console, maps *idMaps) (cmd *exec.
 		cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
 	}
 
+	runFrom(cmd, self)
 	into := intoCgroupDir(o.Cgroup)
 	start := func() error {
 		trace.Step("start the container's init in new namespaces", trace.Cmd(unshare...))
