@@ -28,8 +28,10 @@ npid=$!
 # wait for the container's process itself.
 eventually 10 sh -c "grep -qx sleep /proc/\$(head -1 $cg/hardway/$id/cgroup.procs)/comm" || fail "the sleeping container did not start"
 cpid=$(head -1 $cg/hardway/$id/cgroup.procs)
-out=$(nsrun exec --pid $cpid -- cat /proc/self/cgroup 2>&1) || fail "nsrun exec failed: $out"
+echo "exec into $cpid ($(cat /proc/$cpid/comm))"
+out=$(timeout 30 nsrun --trace exec --pid $cpid -- cat /proc/self/cgroup 2>/tmp/$id.trace) || fail "nsrun exec failed: $(cat /tmp/$id.trace)"
 [ "$out" = "0::/" ] || fail "nsrun exec's command is in '$out', want 0::/ (the container's cgroup)"
-kill $npid; wait $npid || true
+# SIGKILL: a SIGTERM would reach only the container's PID 1, which ignores it (no handler).
+kill -KILL $npid; wait $npid || true
 overlay rm $id >/dev/null
 cgset delete $id >/dev/null
