@@ -15,7 +15,8 @@
 # and its temporary dir is touched.
 #
 #   RUNS=50 bench/nsrun.sh
-#   BASE=/tmp/nsrun-old bench/nsrun.sh   # also an older nsrun build, as "base", in the same run
+#   BASE=/tmp/nsrun-old bench/nsrun.sh   # also an older nsrun build, as "base", in the same run,
+#                                        # then both interleaved (PAIRS=150 alternating runs)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -99,3 +100,22 @@ print(f"peak RSS runc/nsrun {int(mem['runc'])/int(mem['nsrun']):.2f}x")
 if "base" in m:
     print(f"base/nsrun {m['base']/m['nsrun']:.2f}x")
 PY
+
+# hyperfine runs one command's runs in a row: on a loaded machine a burst of load lands on one
+# of them. Interleaved runs compare two builds fairly.
+if [ -n "$base" ]; then
+  python3 - "$nsrun" "$base" "$b" "${PAIRS:-150}" <<'PY'
+import statistics, subprocess, sys, time
+nsrun, base, bundle, pairs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+t = {"nsrun": [], "base": []}
+for i in range(pairs):
+    for k in (["nsrun", "base"] if i % 2 == 0 else ["base", "nsrun"]):
+        s = time.perf_counter()
+        subprocess.run([nsrun if k == "nsrun" else base, bundle], check=True)
+        t[k].append((time.perf_counter() - s) * 1e3)
+print(f"\ninterleaved, {pairs} pairs:")
+for k, v in t.items():
+    v.sort()
+    print(f"{k:8}median {statistics.median(v):7.2f} ms   p25 {v[len(v) // 4]:7.2f}   min {v[0]:7.2f}")
+PY
+fi
