@@ -15,6 +15,8 @@
 # and its temporary dir is touched.
 #
 #   RUNS=50 bench/nsrun.sh
+#   BASE=/tmp/nsrun-old bench/nsrun.sh   # also an older nsrun build, as "base", in the same run,
+#                                        # then both interleaved (PAIRS=150 alternating runs)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -50,15 +52,21 @@ json.dump(c, open(p, "w"), indent=1)
 PY
 mkdir -p "$work/runc" "$work/crun"
 
+base=${BASE:-}
+[ -z "$base" ] || [ -x "$base" ] || { echo "bench/nsrun.sh: error: BASE=$base is not an executable" >&2; exit 1; }
+
 # Every tool must run the bundle before it is timed.
 "$nsrun" "$b"
+[ -z "$base" ] || "$base" "$b"
 runc --root "$work/runc" run -b "$b" "check$$"
 crun --root "$work/crun" run -b "$b" "check$$"
 
 # One hyperfine run for all four, through its shell (whose startup it measures and
 # subtracts): runc and crun need a fresh container id per run, the shell's $$.
+extra=()
+[ -z "$base" ] || extra=(-n base "$base $b")
 hyperfine --warmup 3 --runs "$runs" --export-json "$work/h.json" \
-  -n nsrun "$nsrun $b" \
+  -n nsrun "$nsrun $b" "${extra[@]}" \
   -n runc "runc --root $work/runc run -b $b b\$\$" \
   -n crun "crun --root $work/crun run -b $b b\$\$" \
   -n floor "unshare --fork --pid --mount --uts --ipc --net true" \
@@ -70,19 +78,44 @@ mem[nsrun]=$(peak "$nsrun" "$b")
 mem[runc]=$(peak runc --root "$work/runc" run -b "$b" "m$$")
 mem[crun]=$(peak crun --root "$work/crun" run -b "$b" "m$$")
 mem[floor]=$(peak unshare --fork --pid --mount --uts --ipc --net true)
+mem[base]=-
+[ -z "$base" ] || mem[base]=$(peak "$base" "$b")
 
-python3 - "$work/h.json" "${mem[nsrun]}" "${mem[runc]}" "${mem[crun]}" "${mem[floor]}" <<'PY'
+python3 - "$work/h.json" "${mem[nsrun]}" "${mem[runc]}" "${mem[crun]}" "${mem[floor]}" "${mem[base]}" <<'PY'
 import json, sys
 r = {}
 for x in json.load(open(sys.argv[1]))["results"]:
     r[x["command"]] = x
-mem = dict(zip(["nsrun", "runc", "crun", "floor"], sys.argv[2:6]))
+mem = dict(zip(["nsrun", "runc", "crun", "floor", "base"], sys.argv[2:7]))
 print(f"{'':8}{'mean ms':>10}{'± ms':>8}{'min ms':>9}{'peak RSS KiB':>14}")
-for n in ["nsrun", "runc", "crun", "floor"]:
+for n in ["nsrun", "base", "runc", "crun", "floor"]:
+    if n not in r:
+        continue
     x = r[n]
     print(f"{n:8}{x['mean']*1e3:10.2f}{x['stddev']*1e3:8.2f}{x['min']*1e3:9.2f}{mem[n]:>14}")
 m = {n: r[n]["mean"] for n in r}
 print(f"\nrunc/nsrun {m['runc']/m['nsrun']:.2f}x   crun/nsrun {m['crun']/m['nsrun']:.2f}x   "
       f"nsrun/floor {m['nsrun']/m['floor']:.2f}x   (goals: crun/nsrun > 1, nsrun/floor < 2)")
 print(f"peak RSS runc/nsrun {int(mem['runc'])/int(mem['nsrun']):.2f}x")
+if "base" in m:
+    print(f"base/nsrun {m['base']/m['nsrun']:.2f}x")
 PY
+
+# hyperfine runs one command's runs in a row: on a loaded machine a burst of load lands on one
+# of them. Interleaved runs compare two builds fairly.
+if [ -n "$base" ]; then
+  python3 - "$nsrun" "$base" "$b" "${PAIRS:-150}" <<'PY'
+import statistics, subprocess, sys, time
+nsrun, base, bundle, pairs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+t = {"nsrun": [], "base": []}
+for i in range(pairs):
+    for k in (["nsrun", "base"] if i % 2 == 0 else ["base", "nsrun"]):
+        s = time.perf_counter()
+        subprocess.run([nsrun if k == "nsrun" else base, bundle], check=True)
+        t[k].append((time.perf_counter() - s) * 1e3)
+print(f"\ninterleaved, {pairs} pairs:")
+for k, v in t.items():
+    v.sort()
+    print(f"{k:8}median {statistics.median(v):7.2f} ms   p25 {v[len(v) // 4]:7.2f}   min {v[0]:7.2f}")
+PY
+fi

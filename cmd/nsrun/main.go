@@ -1,3 +1,10 @@
+// Go's cgroup-aware GOMAXPROCS reads /proc/self/cgroup, mountinfo and a cgroup file at every
+// start and re-checks them in the background: nsrun starts twice per container and does its
+// work on one thread, so it goes without.
+//
+//go:debug containermaxprocs=0
+//go:debug updatemaxprocs=0
+
 // Command nsrun is the container runtime stage of `docker run`, the hardway counterpart of
 // runc: it runs an OCI bundle's process in new namespaces behind a pivot_root.
 package main

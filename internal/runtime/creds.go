@@ -110,10 +110,12 @@ func setCredentials(p *specs.Process) error {
 			return fmt.Errorf("setgroups: %w", err)
 		}
 	}
-	if err := unix.Setresgid(int(u.GID), int(u.GID), int(u.GID)); err != nil {
+	// On this thread only (Go's Setresuid changes every thread of the process, a signal
+	// round trip to each): it is the thread that execs, and the others end with the execve.
+	if err := threadSyscall(unix.SYS_SETRESGID, uintptr(u.GID)); err != nil {
 		return fmt.Errorf("setgid %d: %w", u.GID, err)
 	}
-	if err := unix.Setresuid(int(u.UID), int(u.UID), int(u.UID)); err != nil {
+	if err := threadSyscall(unix.SYS_SETRESUID, uintptr(u.UID)); err != nil {
 		return fmt.Errorf("setuid %d: %w", u.UID, err)
 	}
 
@@ -145,6 +147,14 @@ func setCredentials(p *specs.Process) error {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return fmt.Errorf("no_new_privs: %w", err)
 		}
+	}
+	return nil
+}
+
+// threadSyscall makes setresuid or setresgid with one id for all three.
+func threadSyscall(nr, id uintptr) error {
+	if _, _, errno := unix.RawSyscall(nr, id, id, id); errno != 0 {
+		return errno
 	}
 	return nil
 }

@@ -73,9 +73,6 @@ func Exec(o ExecOptions) (err error) {
 	if o.Cwd != "" {
 		p.Cwd = o.Cwd
 	}
-	if same, _ := sameNamespace(pid, "user"); !same {
-		return cli.Errorf("exec works for containers without --userns", "pid %d is in a user namespace of its own: a Go process cannot join one (setns needs a single thread)", pid)
-	}
 	if same, _ := sameNamespace(pid, "mnt"); same {
 		return cli.Errorf("pass the pid of a container's process", "pid %d shares nsrun's mount namespace: it is not in a container", pid)
 	}
@@ -101,7 +98,12 @@ func Exec(o ExecOptions) (err error) {
 		con.relay()
 		defer con.close()
 	}
-	join := func(child int) error { return joinCgroupsOf(pid, child) }
+	join := func(child int) error {
+		if cmd.SysProcAttr.UseCgroupFD {
+			return nil // born there (clone3 CLONE_INTO_CGROUP)
+		}
+		return joinCgroupsOf(pid, child)
+	}
 	started := 0
 	return supervise(cmd, goW, errR, con, join, "let the joiner go on: it enters the mount namespace and execs the command", &started)
 }
@@ -160,10 +162,17 @@ func specFromProc(pid int) (*specs.Spec, error) {
 		}
 		return uint32(n)
 	}
-	p.User = specs.User{UID: ids("Uid"), GID: ids("Gid")}
+	// /proc shows host ids; in a user namespace of its own the command gets the ones they
+	// map to there (a group mapped to nothing there is left out).
+	uidIn, gidIn := idMapper(dir+"/uid_map"), idMapper(dir+"/gid_map")
+	uid, _ := uidIn(ids("Uid"))
+	gid, _ := gidIn(ids("Gid"))
+	p.User = specs.User{UID: uid, GID: gid}
 	for _, g := range strings.Fields(st["Groups"]) {
 		if n, err := strconv.ParseUint(g, 10, 32); err == nil {
-			p.User.AdditionalGids = append(p.User.AdditionalGids, uint32(n))
+			if in, ok := gidIn(uint32(n)); ok {
+				p.User.AdditionalGids = append(p.User.AdditionalGids, in)
+			}
 		}
 	}
 	mask := func(k string) []string {
@@ -185,6 +194,27 @@ func specFromProc(pid int) (*specs.Spec, error) {
 		s.Annotations[SeccompAnnotation] = "unconfined"
 	}
 	return s, nil
+}
+
+// idMapper reads a uid_map or gid_map and returns the function from a host id to the id
+// inside that namespace (identity in the host's own namespace).
+func idMapper(path string) func(uint32) (uint32, bool) {
+	b, _ := os.ReadFile(path)
+	var m [][3]uint64
+	for _, l := range strings.Split(string(b), "\n") {
+		var r [3]uint64
+		if n, _ := fmt.Sscan(l, &r[0], &r[1], &r[2]); n == 3 {
+			m = append(m, r)
+		}
+	}
+	return func(host uint32) (uint32, bool) {
+		for _, r := range m {
+			if h := uint64(host); h >= r[1] && h < r[1]+r[2] {
+				return uint32(r[0] + h - r[1]), true
+			}
+		}
+		return host, len(m) == 0
+	}
 }
 
 func procStatus(path string) (map[string]string, error) {
@@ -279,8 +309,17 @@ func startJoiner(pid int, spec *specs.Spec, o ExecOptions, con *console, release
 		return nil, nil, nil, err
 	}
 	defer self.Close()
+	var userns *os.File // the target's, when it is not ours
+	if same, _ := sameNamespace(pid, "user"); !same {
+		if userns, err = os.Open(fmt.Sprintf("/proc/%d/ns/user", pid)); err != nil {
+			goW.Close()
+			errR.Close()
+			return nil, nil, nil, fmt.Errorf("open the user namespace of %d: %w", pid, err)
+		}
+		defer userns.Close()
+	}
 
-	cmd = exec.Command(fmt.Sprintf("/proc/self/fd/%d", self.Fd()), execArg)
+	cmd = exec.Command("/proc/self/exe", execArg) // the path is set by runFrom
 	cmd.Args[0] = "nsrun-exec"
 	cmd.Env = os.Environ()
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
@@ -295,13 +334,17 @@ func startJoiner(pid int, spec *specs.Spec, o ExecOptions, con *console, release
 		con.attach(cmd) // the joiner makes the terminal from the container's devpts
 	}
 
+	runFrom(cmd, self)
+
 	// The switched thread is never given back to the Go scheduler: the goroutine ends
 	// locked, and the runtime then retires the thread with its namespaces. It must outlive
 	// the joiner, whose parent-death signal fires when the thread that forked it exits.
 	done := make(chan error, 1)
 	go func() {
 		goruntime.LockOSThread()
-		done <- forkInNamespaces(pid, cmd)
+		var err error
+		cmd, err = forkInNamespaces(pid, cmd, self, userns)
+		done <- err
 		<-release
 	}()
 	if err = <-done; err != nil {
@@ -312,28 +355,45 @@ func startJoiner(pid int, spec *specs.Spec, o ExecOptions, con *console, release
 	return cmd, goW, errR, nil
 }
 
-func forkInNamespaces(pid int, cmd *exec.Cmd) error {
+func forkInNamespaces(pid int, cmd *exec.Cmd, self, userns *os.File) (*exec.Cmd, error) {
+	// Clone the joiner straight into the target's cgroup where one cgroup2 dir is all of it,
+	// unless the target has a cgroup namespace of its own: the kernel checks the move
+	// against the forking thread's cgroup namespace, which then hides nsrun's own cgroup.
+	into := ""
+	if same, _ := sameNamespace(pid, "cgroup"); same {
+		into = v2CgroupOf(pid)
+	}
 	var opts []string
 	for _, ns := range threadNamespaces {
 		if same, err := sameNamespace(pid, ns.file); err != nil {
-			return fmt.Errorf("read the %s namespace of %d: %w", ns.file, pid, err)
+			return cmd, fmt.Errorf("read the %s namespace of %d: %w", ns.file, pid, err)
 		} else if same {
 			continue
 		}
 		f, err := os.OpenFile(fmt.Sprintf("/proc/%d/ns/%s", pid, ns.file), os.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return fmt.Errorf("open the %s namespace of %d: %w", ns.file, pid, err)
+			return cmd, fmt.Errorf("open the %s namespace of %d: %w", ns.file, pid, err)
 		}
 		err = unix.Setns(int(f.Fd()), ns.flag)
 		f.Close()
 		if err != nil {
-			return fmt.Errorf("setns into the %s namespace of %d: %w", ns.file, pid, err)
+			return cmd, fmt.Errorf("setns into the %s namespace of %d: %w", ns.file, pid, err)
 		}
 		opts = append(opts, ns.opt)
 	}
 	trace.Step("join the container's namespaces on one thread and start the joiner from it (the pid namespace applies to children)",
 		trace.Cmd(append(append([]string{"nsenter", "--target", strconv.Itoa(pid)}, opts...), "--mount", "--root", "--wd")...))
-	return cmd.Start()
+	if userns != nil {
+		// The forked child joins the user namespace before the mount namespace (which the
+		// joiner then enters as the namespace's root) but after the thread namespaces above:
+		// once in the container's user namespace, host root's privileges over a host-owned
+		// one (a --netns netns) would be gone. runc 1.2 also joins what it can first.
+		return cmd, forkJoinerInUserns(cmd, self, userns)
+	}
+	if into != "" {
+		return startIntoCgroup(cmd, into)
+	}
+	return cmd, cmd.Start()
 }
 
 // joinCgroupsOf puts child in the cgroups pid is in, in every hierarchy.

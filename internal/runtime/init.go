@@ -44,6 +44,13 @@ func MaybeInit() {
 }
 
 func initContainer(bundle string, noPivot bool) error {
+	if trace.Enabled() {
+		// Before the parent's go-ahead: where the init runs from its start (v2: born in
+		// its cgroup, or still in nsrun's until the parent joins it).
+		if b, err := os.ReadFile("/proc/self/cgroup"); err == nil {
+			trace.Step("the init starts in cgroup " + strings.Join(strings.Fields(string(b)), " "))
+		}
+	}
 	// Wait until the parent has put us in the cgroup, so everything from here on counts.
 	goR := os.NewFile(initGoFd, "init-go")
 	b := make([]byte, 1)

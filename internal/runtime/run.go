@@ -100,8 +100,8 @@ func Run(o Options) (err error) {
 	}
 
 	join := func(pid int) error {
-		if o.Cgroup == "" {
-			return nil
+		if o.Cgroup == "" || cmd.SysProcAttr.UseCgroupFD {
+			return nil // born there (clone3 CLONE_INTO_CGROUP)
 		}
 		return cgroup.Join(o.Cgroup, pid)
 	}
@@ -232,7 +232,7 @@ func startInit(o Options, bundle string, con *console, maps *idMaps) (cmd *exec.
 		return nil, nil, nil, err
 	}
 	defer self.Close()
-	cmd = exec.Command(fmt.Sprintf("/proc/self/fd/%d", self.Fd()), initArg, bundle)
+	cmd = exec.Command("/proc/self/exe", initArg, bundle) // the path is set by runFrom
 	if o.NoPivot {
 		cmd.Args = append(cmd.Args, noPivotArg)
 	}
@@ -264,8 +264,14 @@ func startInit(o Options, bundle string, con *console, maps *idMaps) (cmd *exec.
 		con.attach(cmd) // the init makes the terminal inside (console.go)
 	}
 
+	runFrom(cmd, self)
+	into := intoCgroupDir(o.Cgroup)
 	start := func() error {
 		trace.Step("start the container's init in new namespaces", trace.Cmd(unshare...))
+		if into != "" {
+			cmd, err = startIntoCgroup(cmd, into)
+			return err
+		}
 		return cmd.Start()
 	}
 	if o.Netns != "" {
@@ -327,44 +333,6 @@ func startInNetns(netns string, start func() error) error {
 // errText renders an error as the text after "nsrun: error: ".
 func errText(err error) string {
 	return strings.ReplaceAll(err.Error(), "\n", " ")
-}
-
-// sealedSelf copies the nsrun binary into a sealed memfd for the init to run from. While the
-// init runs in the container's namespaces, a process there could reach its executable
-// through /proc/PID/exe and overwrite the host's nsrun (CVE-2019-5736); a sealed copy
-// cannot be written, as runc does it.
-func sealedSelf() (*os.File, error) {
-	exe, err := os.Open("/proc/self/exe")
-	if err != nil {
-		return nil, err
-	}
-	defer exe.Close()
-	fd, err := unix.MemfdCreate("nsrun", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
-	if err != nil {
-		return nil, fmt.Errorf("memfd_create: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "memfd:nsrun")
-	// sendfile copies inside the kernel, in a few calls instead of thousands of reads and
-	// writes: this copy is on every container start's path.
-	for {
-		n, err := unix.Sendfile(fd, int(exe.Fd()), nil, 1<<30)
-		if err == unix.EINTR || err == unix.EAGAIN {
-			continue
-		}
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("copy nsrun into a memfd: %w", err)
-		}
-		if n == 0 {
-			break
-		}
-	}
-	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("seal the nsrun copy: %w", err)
-	}
-	return f, nil
 }
 
 // configNetns is the network namespace path config.json asks to join, if any.

@@ -276,12 +276,18 @@ func readAll(f *os.File) (string, error) {
 // startNsrun starts nsrun with a sync pipe and returns it with the container's host pid.
 func startNsrun(t *testing.T, stdout io.Writer, args ...string) (*exec.Cmd, int) {
 	t.Helper()
+	return startNsrunBin(t, testutil.Bin(t, "nsrun"), stdout, args...)
+}
+
+// startNsrunBin is startNsrun with the nsrun binary at bin.
+func startNsrunBin(t *testing.T, bin string, stdout io.Writer, args ...string) (*exec.Cmd, int) {
+	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	cmd := exec.Command(testutil.Bin(t, "nsrun"), args...)
+	cmd := exec.Command(bin, args...)
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.Env = append(os.Environ(), "HARDWAY_SYNCPIPE=3")
 	cmd.Stdout = stdout

@@ -2,11 +2,13 @@ package runtime
 
 import (
 	"fmt"
+	"unsafe"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
 	"github.com/elastic/go-seccomp-bpf/arch"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/hardway/hardway/internal/trace"
 )
@@ -34,12 +36,41 @@ func seccompFor(spec *specs.Spec) *specs.LinuxSeccomp {
 
 // SeccompProgram translates a runtime-spec seccomp section into a BPF program for this
 // machine's architecture (x86_64), or says which part of it nsrun cannot honour.
+//
+// Only the x86_64 syscall table is matched. A syscall of another ABI the kernel runs on
+// this machine, i386 through int 0x80 (its own numbers: a rule for unshare, 272, says
+// nothing about i386's 310), is refused before any rule is looked at: with the profile's
+// default action when that denies, and by killing the process when the default allows
+// (what libseccomp does for an architecture a filter does not list), so a denylist cannot
+// be sidestepped through the other table. x32 syscalls (x86_64's arch, bit 30 set in the
+// number) get ENOSYS from the library's own check.
 func SeccompProgram(s *specs.LinuxSeccomp) ([]bpf.Instruction, error) {
 	p, err := seccompPolicy(s)
 	if err != nil {
 		return nil, err
 	}
-	return p.Assemble()
+	return program(p)
+}
+
+// program assembles a policy behind the architecture guard (see SeccompProgram).
+func program(p *seccomp.Policy) ([]bpf.Instruction, error) {
+	prog, err := p.Assemble()
+	if err != nil {
+		return nil, err
+	}
+	badArch := p.DefaultAction
+	switch badArch {
+	case seccomp.ActionAllow, seccomp.ActionLog:
+		badArch = seccomp.ActionKillProcess
+	case seccomp.ActionErrno:
+		badArch |= seccomp.Action(unix.EPERM) // bare, the library's default means EPERM
+	}
+	guard := []bpf.Instruction{
+		bpf.LoadAbsolute{Off: 4, Size: 4}, // seccomp_data.arch
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(arch.X86_64.ID), SkipTrue: 1},
+		bpf.RetConstant{Val: uint32(badArch)},
+	}
+	return append(guard, prog...), nil
 }
 
 func seccompPolicy(s *specs.LinuxSeccomp) (*seccomp.Policy, error) {
@@ -181,10 +212,23 @@ func loadSeccomp(s *specs.LinuxSeccomp, docker bool) error {
 	for _, g := range p.Syscalls {
 		n += len(g.Names) + len(g.NamesWithCondtions)
 	}
-	trace.Step(fmt.Sprintf("load %s: %d syscall rules, every other syscall gets %s", what, n, s.DefaultAction),
+	trace.Step(fmt.Sprintf("load %s: %d syscall rules, every other syscall gets %s (and every syscall of another architecture is refused)", what, n, s.DefaultAction),
 		"seccomp(SECCOMP_SET_MODE_FILTER, 0, BPF program)")
-	if err := seccomp.LoadFilter(seccomp.Filter{Policy: *p}); err != nil {
+	prog, err := program(p)
+	if err != nil {
+		return err
+	}
+	raw, err := bpf.Assemble(prog)
+	if err != nil {
 		return fmt.Errorf("seccomp: %w", err)
+	}
+	filter := make([]unix.SockFilter, len(raw))
+	for i, r := range raw {
+		filter[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	if _, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&fprog))); errno != 0 {
+		return fmt.Errorf("seccomp: load the filter: %w", errno)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package runtime_test
 
 import (
+	"encoding/binary"
 	"strings"
 	"testing"
 
@@ -83,5 +84,64 @@ func TestDockerSeccompCompiles(t *testing.T) {
 	}
 	if _, err := bpf.Assemble(prog); err != nil || len(prog) > 4096 {
 		t.Fatalf("%d instructions, %v", len(prog), err)
+	}
+}
+
+// What the filter returns for a syscall of each ABI, run in x/net/bpf's VM on the
+// seccomp_data the kernel would pass: this host cannot run i386 code (no IA32 emulation),
+// so the i386 case is checked on the program itself. A denylist (default ALLOW, unshare
+// refused) must not be sidestepped through i386's own number for unshare (310), nor
+// Docker's allowlist widened to the i386 table.
+func TestSeccompOtherArchitectures(t *testing.T) {
+	const (
+		archX86_64 = 0xc000003e // AUDIT_ARCH_X86_64
+		archI386   = 0x40000003 // AUDIT_ARCH_I386
+		x32Bit     = 0x40000000
+		retAllow   = 0x7fff0000
+		retKill    = 0x80000000 // SECCOMP_RET_KILL_PROCESS
+		retErrno   = 0x00050000
+	)
+	run := func(prog []bpf.Instruction, arch, nr uint32) uint32 {
+		vm, err := bpf.NewVM(prog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := make([]byte, 64) // struct seccomp_data, in the VM's (network) byte order
+		binary.BigEndian.PutUint32(data[0:], nr)
+		binary.BigEndian.PutUint32(data[4:], arch)
+		ret, err := vm.Run(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return uint32(ret)
+	}
+	eperm := uint(1)
+	deny, err := runtime.SeccompProgram(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow,
+		Syscalls: []specs.LinuxSyscall{{Names: []string{"unshare"}, Action: specs.ActErrno, ErrnoRet: &eperm}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	docker, err := runtime.SeccompProgram(runtime.DockerSeccomp(testutil.DockerCaps))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name     string
+		prog     []bpf.Instruction
+		arch, nr uint32
+		want     uint32
+	}{
+		{"denylist: x86_64 unshare", deny, archX86_64, 272, retErrno | 1},
+		{"denylist: x86_64 getpid", deny, archX86_64, 39, retAllow},
+		{"denylist: i386 unshare", deny, archI386, 310, retKill},
+		{"denylist: i386 getpid", deny, archI386, 20, retKill},
+		{"denylist: x32 unshare", deny, archX86_64, x32Bit | 272, retErrno | 38},
+		{"docker: x86_64 getpid", docker, archX86_64, 39, retAllow},
+		{"docker: i386 getpid", docker, archI386, 20, retErrno | 1},
+		{"docker: x32 getpid", docker, archX86_64, x32Bit | 39, retErrno | 38},
+	} {
+		if got := run(c.prog, c.arch, c.nr); got != c.want {
+			t.Errorf("%s: filter returns %#x, want %#x", c.name, got, c.want)
+		}
 	}
 }

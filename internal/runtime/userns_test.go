@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -94,5 +95,29 @@ func TestUsernsFromConfig(t *testing.T) {
 	testutil.EditBundle(t, b, func(s *specs.Spec) { s.Linux.UIDMappings = nil })
 	if res := nsrun(t, b); res.Code != 1 || !strings.HasPrefix(res.Stderr, "nsrun: error: a user namespace needs uid and gid maps") {
 		t.Errorf("no uid map: exit %d, stderr %q", res.Code, res.Stderr)
+	}
+}
+
+// nsrun exec into a container with a user namespace of its own joins that namespace
+// (before the mount namespace) and runs as the container's root there: uid/gid 0 inside,
+// 100000 on the host, the container's capabilities, none of the host's groups.
+func TestExecUserns(t *testing.T) {
+	b := usernsBundle(t, "exec sleep 60")
+	_, pid := startNsrun(t, nil, "--userns", b)
+	p := strconv.Itoa(pid)
+	r := nsrun(t, "exec", "--pid", p, "--", "sh", "-c",
+		"id -u; id -g; readlink /proc/self/ns/user; grep -E '^(CapEff|Groups):' /proc/self/status; touch /tmp/from-exec; hostname")
+	userns, _ := os.Readlink("/proc/" + p + "/ns/user")
+	status, _ := os.ReadFile("/proc/" + p + "/status")
+	capEff := regexp.MustCompile(`CapEff:\s+\S+`).FindString(string(status))
+	want := "0\n0\n" + userns + "\nGroups:\n" + capEff + "\n" + testutil.ReadBundleConfig(t, b).Hostname + "\n"
+	// An empty Groups line is "Groups:\t" or "Groups:\t " depending on the kernel.
+	got := regexp.MustCompile(`(?m)^Groups:\s*$`).ReplaceAllString(r.Stdout, "Groups:")
+	if capEff == "" || r.Code != 0 || got != want {
+		t.Fatalf("nsrun exec --pid %d: exit %d, stdout %q, stderr %q; want %q", pid, r.Code, r.Stdout, r.Stderr, want)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat("/proc/"+p+"/root/tmp/from-exec", &st); err != nil || st.Uid != 100000 || st.Gid != 100000 {
+		t.Errorf("a file the exec'd command made is owned by %d:%d on the host (%v), want 100000:100000", st.Uid, st.Gid, err)
 	}
 }
