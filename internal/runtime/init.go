@@ -83,6 +83,9 @@ func initContainer(bundle string, noPivot bool) error {
 		return err
 	}
 
+	if err := ownMountNamespace(); err != nil {
+		return err
+	}
 	trace.Step("make every mount private: nothing below leaks to the host, and pivot_root refuses shared mounts",
 		"mount --make-rprivate /")
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
@@ -287,4 +290,19 @@ func hasNamespace(spec *specs.Spec, t specs.LinuxNamespaceType) bool {
 		}
 	}
 	return false
+}
+
+// ownMountNamespace refuses to go on in the parent's mount namespace: every step below
+// (rprivate, the mounts, the root switch, --no-pivot's detaching of /proc and /sys) would
+// then change the host's own mounts. nsrun always clones with CLONE_NEWNS; this guards that.
+func ownMountNamespace() error {
+	self, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		return nil // no /proc to ask: the rprivate below is harmless without a host to leak to
+	}
+	parent, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", os.Getppid()))
+	if err == nil && parent == self {
+		return errors.New("the container's init is in nsrun's own mount namespace (" + self + "): refusing to change the host's mounts")
+	}
+	return nil
 }
