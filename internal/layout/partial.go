@@ -71,7 +71,9 @@ func OpenPartial(ctx context.Context, d digest.Digest, size int64) (p *Partial, 
 			return nil, false, err
 		}
 		p.n = n
-		if size >= 0 && n > size {
+		// Too long, or complete but wrong: those bytes can never become the blob. Complete
+		// and right (killed between the last byte and the rename): only the rename is left.
+		if size >= 0 && (n > size || n == size && digest.NewDigest(d.Algorithm(), p.h) != d) {
 			if err := p.Reset(); err != nil {
 				f.Close()
 				return nil, false, err

@@ -65,6 +65,38 @@ func TestPartialRefusesWrongBytes(t *testing.T) {
 	}
 }
 
+// A partial with every byte (the pull died between the last byte and the rename) is kept
+// as it is when right, and started over when complete but wrong: it can never verify.
+func TestPartialCompleteKeptOrReset(t *testing.T) {
+	testutil.TempState(t)
+	data := []byte("every byte arrived")
+	d := digest.FromBytes(data)
+	p, _, err := OpenPartial(context.Background(), d, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Write(data)
+	p.Close()
+	if p, _, err = OpenPartial(context.Background(), d, int64(len(data))); err != nil || p.Size() != int64(len(data)) {
+		t.Fatalf("reopen of a complete, right partial: %v, size %d; want all %d bytes kept", err, p.Size(), len(data))
+	}
+	if err := p.Commit(int64(len(data))); err != nil {
+		t.Fatalf("commit without another byte: %v", err)
+	}
+
+	wrong := digest.FromString("something else, same size")
+	p, _, err = OpenPartial(context.Background(), wrong, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Write(data)
+	p.Close()
+	if p, _, err = OpenPartial(context.Background(), wrong, int64(len(data))); err != nil || p.Size() != 0 {
+		t.Fatalf("reopen of a complete, wrong partial: %v, size %d; want it started over", err, p.Size())
+	}
+	p.Discard()
+}
+
 // Two pulls of the same blob: the second waits for the first's lock, then finds the blob
 // done instead of downloading it again.
 func TestPartialSecondWriterWaits(t *testing.T) {

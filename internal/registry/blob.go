@@ -111,7 +111,7 @@ func (c *client) fetchBlob(ctx context.Context, b *Blob, bar *bar) error {
 	}
 	bar.add(p.Size())
 	failures := 0
-	for {
+	for p.Size() < b.Size { // an earlier pull may have brought every byte and died before the rename
 		got, err := c.fetchRange(ctx, url, b, p, bar)
 		if err == nil {
 			break
