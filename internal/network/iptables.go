@@ -100,12 +100,29 @@ func appendRule(ipt *iptables.IPTables, why string, r rule) error {
 }
 
 func deleteRule(ipt *iptables.IPTables, why string, r rule) error {
+	// A jump to our chain cannot exist without the chain, and iptables -C fails outright on
+	// the missing target: an add killed after the bridge but before the chain leaves just that.
+	if target(r.spec) == Chain {
+		if ok, err := ipt.ChainExists(r.table, Chain); err != nil || !ok {
+			return err
+		}
+	}
 	ok, err := ipt.Exists(r.table, r.chain, r.spec...)
 	if err != nil || !ok {
 		return err
 	}
 	trace.Step(why, "iptables -t "+r.table+" -D "+r.chain+" "+trace.Cmd(r.spec...))
 	return ipt.Delete(r.table, r.chain, r.spec...)
+}
+
+// target is the rule's -j argument.
+func target(spec []string) string {
+	for i := len(spec) - 2; i >= 0; i-- {
+		if spec[i] == "-j" {
+			return spec[i+1]
+		}
+	}
+	return ""
 }
 
 func ensureChain(ipt *iptables.IPTables, table, chain string) error {

@@ -381,6 +381,7 @@ func Del(id string) error {
 	if err := release(id); err != nil {
 		return err
 	}
+	sweepClaims()
 	if err := deleteNetns(state.NetnsPath(id), id); err != nil {
 		return err
 	}
