@@ -32,6 +32,7 @@ func frontDoors(t *testing.T, w *world) {
 		want        string
 		leaves      bool // known to leave a record behind (see the report in the case)
 	}{
+		{"pull: a bundle dir on stdin", bundle + "\n", []string{"pull"}, "invalid reference", false},
 		{"unpack: a bundle dir on stdin", bundle + "\n", []string{"unpack"}, "(run: pull ", false},
 		{"unpack: an image not pulled", "", []string{"unpack", notPulled}, "(run: pull " + notPulled + ")", false},
 		{"overlay: garbage on stdin", "hello world\n", []string{"overlay", "--id", missing}, "(run: pull ", false},
@@ -47,6 +48,12 @@ func frontDoors(t *testing.T, w *world) {
 		{"netsetup: show before add", "", []string{"netsetup", "show", missing}, "(run: netsetup add " + missing + ")", false},
 		{"shim: wait before start", "", []string{"shim", "wait", missing}, "(run: shim --id " + missing, false},
 		{"inspect: no such container", "", []string{"inspect", missing}, "inspect: error:", false},
+		// The previous stage failed and printed nothing: each says so and points at its error.
+		{"unpack: empty stdin", "", []string{"unpack"}, "stdin was empty (the previous stage printed nothing", false},
+		{"overlay: empty stdin", "", []string{"overlay", "--id", missing}, "stdin was empty (the previous stage printed nothing", false},
+		{"nsrun: empty stdin", "", []string{"nsrun"}, "stdin was empty (the previous stage printed nothing", false},
+		{"cgset: empty stdin", "", []string{"cgset", "create"}, "stdin was empty (the previous stage printed nothing", false},
+		{"netsetup: empty stdin", "", []string{"netsetup", "add"}, "stdin was empty (the previous stage printed nothing", false},
 		// shim records the failed start (containers/ID/state.json exited 1 with the error,
 		// and a run dir), as docker run leaves a container that failed to start: shim rm
 		// removes it. Reported to the shim's owner; not counted as a leftover here.
