@@ -20,7 +20,8 @@
 # a bridge with NAT (our netsetup's hardway0; podman's default bridge network, netavark),
 # no published port. If podman still cannot run a container here, the script says why
 # and times docker-run alone.
-# Prints hyperfine's table and the ratios podman/docker-run (goal: warm at least 5x).
+# Prints hyperfine's table, the ratios podman/docker-run (goal: warm at least 5x) and where
+# a warm docker-run's time goes, stage by stage.
 #
 #   RUNS=20 bench/docker-run.sh
 set -euo pipefail
@@ -108,6 +109,31 @@ args=(--runs "$runs" --export-json "$work/cold.json"
   --prepare "$prune" -n "docker-run (cold)" "docker-run --rm $img true")
 [ "$podman_ok" = 1 ] && args+=(--prepare "$pm/podman rmi -f $img >/dev/null 2>&1 || true" -n "podman run (cold)" "$podman")
 hyperfine "${args[@]}"
+
+# Where a warm docker-run's time goes: each stage of `docker-run --rm IMG true` by hand,
+# as docker-run and docker-rm run them, timed one by one (mean of $runs).
+ms() { echo $(($(date +%s%N) / 1000000)); }
+stages=(pull unpack overlay "netsetup add" "cgset create" nsrun "shim rm" "netsetup del" "cgset delete" "overlay rm")
+declare -A took
+for r in $(seq "$runs"); do
+  id=bench-stage-$r t=$(ms)
+  lap() { local n; n=$(ms); took[$1]=$((${took[$1]:-0} + n - t)); t=$n; }
+  h=$(pull "$img"); lap pull
+  unpack "$h" >/dev/null; lap unpack
+  b=$(overlay --id "$id" "$h" -- true); lap overlay
+  netsetup add "$id" >/dev/null; lap "netsetup add"
+  cgset create "$id" >/dev/null; lap "cgset create"
+  nsrun --netns "$id" --cgroup "$id" "$b"; lap nsrun
+  shim rm "$id" >/dev/null; lap "shim rm"
+  netsetup del "$id" >/dev/null; lap "netsetup del"
+  cgset delete "$id" >/dev/null; lap "cgset delete"
+  overlay rm "$id" >/dev/null; lap "overlay rm"
+done
+echo "warm docker-run by stage (mean of $runs, ms):"
+total=0
+for s in "${stages[@]}"; do total=$((total + ${took[$s]} / runs)); done
+for s in "${stages[@]}"; do printf '  %-13s %5d  %3d%%\n' "$s" $((${took[$s]} / runs)) $((100 * ${took[$s]} / runs / (total > 0 ? total : 1))); done
+printf '  %-13s %5d\n' total "$total"
 
 for kind in warm cold; do
   jq -r --arg kind "$kind" '.results | map({(.command): .median}) | add | . as $m | keys as $k
