@@ -1,6 +1,7 @@
 package network
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -100,29 +101,23 @@ func appendRule(ipt *iptables.IPTables, why string, r rule) error {
 }
 
 func deleteRule(ipt *iptables.IPTables, why string, r rule) error {
-	// A jump to our chain cannot exist without the chain, and iptables -C fails outright on
-	// the missing target: an add killed after the bridge but before the chain leaves just that.
-	if target(r.spec) == Chain {
-		if ok, err := ipt.ChainExists(r.table, Chain); err != nil || !ok {
-			return err
+	// -D straight away, "not there" being fine: one iptables run instead of -C then -D
+	// (each is a process, and del removes six shared rules with the last container). A
+	// jump to our chain after an add killed before it made the chain fails the same way.
+	if err := ipt.Delete(r.table, r.chain, r.spec...); err != nil {
+		if notExist(err) {
+			return nil
 		}
-	}
-	ok, err := ipt.Exists(r.table, r.chain, r.spec...)
-	if err != nil || !ok {
 		return err
 	}
 	trace.Step(why, "iptables -t "+r.table+" -D "+r.chain+" "+trace.Cmd(r.spec...))
-	return ipt.Delete(r.table, r.chain, r.spec...)
+	return nil
 }
 
-// target is the rule's -j argument.
-func target(spec []string) string {
-	for i := len(spec) - 2; i >= 0; i-- {
-		if spec[i] == "-j" {
-			return spec[i+1]
-		}
-	}
-	return ""
+// notExist says whether iptables failed because the rule or chain is not there.
+func notExist(err error) bool {
+	var e *iptables.Error
+	return errors.As(err, &e) && e.IsNotExist()
 }
 
 func ensureChain(ipt *iptables.IPTables, table, chain string) error {

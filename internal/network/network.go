@@ -407,11 +407,17 @@ func teardownShared(ipt *iptables.IPTables) error {
 			return err
 		}
 	}
-	if ok, _ := ipt.ChainExists("nat", Chain); ok {
+	// -X alone when the chain is empty, as every del leaves it; one a killed del left rules
+	// in is flushed first.
+	err = ipt.DeleteChain("nat", Chain)
+	if err != nil && !notExist(err) {
+		err = ipt.ClearAndDeleteChain("nat", Chain)
+	}
+	if err != nil && !notExist(err) {
+		return err
+	}
+	if err == nil {
 		trace.Step("remove the published-ports chain", "iptables -t nat -X "+Chain)
-		if err := ipt.ClearAndDeleteChain("nat", Chain); err != nil {
-			return err
-		}
 	}
 	trace.Step("last container gone: remove the bridge", "ip link del "+Bridge())
 	return netlink.LinkDel(br)
