@@ -96,6 +96,11 @@ func appendRule(ipt *iptables.IPTables, why string, r rule) error {
 	if ok {
 		return nil
 	}
+	return appendNew(ipt, why, r)
+}
+
+// appendNew appends a rule known not to be there.
+func appendNew(ipt *iptables.IPTables, why string, r rule) error {
 	trace.Step(why, "iptables -t "+r.table+" -A "+r.chain+" "+trace.Cmd(r.spec...))
 	return ipt.Append(r.table, r.chain, r.spec...)
 }
@@ -120,13 +125,14 @@ func notExist(err error) bool {
 	return errors.As(err, &e) && e.IsNotExist()
 }
 
-func ensureChain(ipt *iptables.IPTables, table, chain string) error {
+// ensureChain makes the chain unless it is there, and says whether it made it.
+func ensureChain(ipt *iptables.IPTables, table, chain string) (bool, error) {
 	ok, err := ipt.ChainExists(table, chain)
 	if err != nil || ok {
-		return err
+		return false, err
 	}
 	trace.Step("create the chain for published ports", "iptables -t "+table+" -N "+chain)
-	return ipt.NewChain(table, chain)
+	return true, ipt.NewChain(table, chain)
 }
 
 // taggedRules lists the rules of table/chain that carry the comment tag, as argument lists

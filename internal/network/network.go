@@ -149,11 +149,18 @@ func Add(id, subnet string, ports []Port) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := ensureChain(ipt, "nat", Chain); err != nil {
+	fresh, err := ensureChain(ipt, "nat", Chain)
+	if err != nil {
 		return "", err
 	}
 	for _, r := range sharedRules(sn.String(), Bridge()) {
-		if err := appendRule(ipt, "bridge network rule (shared by all containers)", r); err != nil {
+		// A chain made just now means no shared rule is there (add makes the chain before
+		// them and del removes it after them, killed or not): append without -C first.
+		add := appendRule
+		if fresh {
+			add = appendNew
+		}
+		if err := add(ipt, "bridge network rule (shared by all containers)", r); err != nil {
 			return "", err
 		}
 	}
