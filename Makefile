@@ -4,6 +4,7 @@
 #   sudo make labs   the workshop's labs, in order, non-interactively
 #   sudo make test-vm  the kernel tests on Debian 12's kernel 6.1 with cgroup v2 only (qemu)
 #   sudo make bench  each stage beside its industrial twin (hyperfine)
+#   sudo make soak   200 docker-run -d + docker-rm cycles, then a check that nothing leaked
 SHELL    := /bin/bash
 TOOLS    := pull unpack overlay nsrun cgset netsetup shim inspect
 GO       ?= go
@@ -13,7 +14,7 @@ TOOLBIN  := $(CURDIR)/.tools/bin
 CRANE_VERSION := v0.22.1
 export PATH := $(CURDIR)/$(BIN):$(TOOLBIN):$(PATH)
 
-.PHONY: all build tools test test-vm labs demo bench clean vet
+.PHONY: all build tools test test-vm labs demo bench soak clean vet
 
 all: build
 
@@ -52,8 +53,12 @@ labs: build tools
 
 # Each stage beside its industrial twin, with hyperfine; never part of `make test`.
 bench: build tools
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends hyperfine crun conmon time >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends hyperfine crun conmon time podman runc jq >/dev/null
 	@set -e; for b in bench/*.sh; do echo "== $$b"; bash $$b; done
+
+# The soak: SOAK=N cycles (default 200) of docker-run -d + docker-rm; never part of `make test`.
+soak: build tools
+	scripts/soak $(SOAK)
 
 clean:
 	rm -rf $(BIN) .tools

@@ -60,6 +60,7 @@ func allocate(id string, subnet *net.IPNet) (net.IP, error) {
 	if err := os.MkdirAll(state.IPAMDir(), 0o755); err != nil {
 		return nil, err
 	}
+	sweepClaims()
 	// The id is written to a temporary file first and hard-linked to the address's name:
 	// link(2) fails if the name exists, so the claim is exclusive, and a crash never leaves
 	// an address file without its owner in it.
@@ -93,6 +94,15 @@ func allocate(id string, subnet *net.IPNet) (net.IP, error) {
 		return ip, nil
 	}
 	return nil, cli.Errorf("remove stopped containers with: netsetup del ID", "no free address left in %s", subnet)
+}
+
+// sweepClaims removes the claim files of adds killed mid-claim (kill -9 skips their
+// deferred removal). Called under the network lock, so no claim in the dir is alive.
+func sweepClaims() {
+	tmps, _ := filepath.Glob(filepath.Join(state.IPAMDir(), ".claim-*"))
+	for _, p := range tmps {
+		os.Remove(p)
+	}
 }
 
 // release frees id's address; none held is fine.

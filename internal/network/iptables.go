@@ -1,6 +1,7 @@
 package network
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -95,26 +96,43 @@ func appendRule(ipt *iptables.IPTables, why string, r rule) error {
 	if ok {
 		return nil
 	}
+	return appendNew(ipt, why, r)
+}
+
+// appendNew appends a rule known not to be there.
+func appendNew(ipt *iptables.IPTables, why string, r rule) error {
 	trace.Step(why, "iptables -t "+r.table+" -A "+r.chain+" "+trace.Cmd(r.spec...))
 	return ipt.Append(r.table, r.chain, r.spec...)
 }
 
 func deleteRule(ipt *iptables.IPTables, why string, r rule) error {
-	ok, err := ipt.Exists(r.table, r.chain, r.spec...)
-	if err != nil || !ok {
+	// -D straight away, "not there" being fine: one iptables run instead of -C then -D
+	// (each is a process, and del removes six shared rules with the last container). A
+	// jump to our chain after an add killed before it made the chain fails the same way.
+	if err := ipt.Delete(r.table, r.chain, r.spec...); err != nil {
+		if notExist(err) {
+			return nil
+		}
 		return err
 	}
 	trace.Step(why, "iptables -t "+r.table+" -D "+r.chain+" "+trace.Cmd(r.spec...))
-	return ipt.Delete(r.table, r.chain, r.spec...)
+	return nil
 }
 
-func ensureChain(ipt *iptables.IPTables, table, chain string) error {
+// notExist says whether iptables failed because the rule or chain is not there.
+func notExist(err error) bool {
+	var e *iptables.Error
+	return errors.As(err, &e) && e.IsNotExist()
+}
+
+// ensureChain makes the chain unless it is there, and says whether it made it.
+func ensureChain(ipt *iptables.IPTables, table, chain string) (bool, error) {
 	ok, err := ipt.ChainExists(table, chain)
 	if err != nil || ok {
-		return err
+		return false, err
 	}
 	trace.Step("create the chain for published ports", "iptables -t "+table+" -N "+chain)
-	return ipt.NewChain(table, chain)
+	return true, ipt.NewChain(table, chain)
 }
 
 // taggedRules lists the rules of table/chain that carry the comment tag, as argument lists

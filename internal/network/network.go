@@ -149,11 +149,18 @@ func Add(id, subnet string, ports []Port) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := ensureChain(ipt, "nat", Chain); err != nil {
+	fresh, err := ensureChain(ipt, "nat", Chain)
+	if err != nil {
 		return "", err
 	}
 	for _, r := range sharedRules(sn.String(), Bridge()) {
-		if err := appendRule(ipt, "bridge network rule (shared by all containers)", r); err != nil {
+		// A chain made just now means no shared rule is there (add makes the chain before
+		// them and del removes it after them, killed or not): append without -C first.
+		add := appendRule
+		if fresh {
+			add = appendNew
+		}
+		if err := add(ipt, "bridge network rule (shared by all containers)", r); err != nil {
 			return "", err
 		}
 	}
@@ -381,6 +388,7 @@ func Del(id string) error {
 	if err := release(id); err != nil {
 		return err
 	}
+	sweepClaims()
 	if err := deleteNetns(state.NetnsPath(id), id); err != nil {
 		return err
 	}
@@ -406,11 +414,17 @@ func teardownShared(ipt *iptables.IPTables) error {
 			return err
 		}
 	}
-	if ok, _ := ipt.ChainExists("nat", Chain); ok {
+	// -X alone when the chain is empty, as every del leaves it; one a killed del left rules
+	// in is flushed first.
+	err = ipt.DeleteChain("nat", Chain)
+	if err != nil && !notExist(err) {
+		err = ipt.ClearAndDeleteChain("nat", Chain)
+	}
+	if err != nil && !notExist(err) {
+		return err
+	}
+	if err == nil {
 		trace.Step("remove the published-ports chain", "iptables -t nat -X "+Chain)
-		if err := ipt.ClearAndDeleteChain("nat", Chain); err != nil {
-			return err
-		}
 	}
 	trace.Step("last container gone: remove the bridge", "ip link del "+Bridge())
 	return netlink.LinkDel(br)

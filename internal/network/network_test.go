@@ -171,6 +171,31 @@ func TestAddPublishDel(t *testing.T) {
 	}
 }
 
+// TestDelAfterAddKilledBeforeChain: an add killed after it made the bridge and reserved
+// the address but before it made the HARDWAY chain (test/faults found it) leaves a bridge
+// whose shared rules were never added; del must still take the bridge down, not fail on
+// iptables -C of a jump to the missing chain (which would block every later del).
+func TestDelAfterAddKilledBeforeChain(t *testing.T) {
+	host := setup(t)
+	before := iptablesState(t, host)
+	id := testutil.ID("net")
+	t.Cleanup(func() { testutil.InNetns(host, netsetupBin, "del", id).Run() })
+	netsetup(t, host, "add", id)
+	// What the kill leaves: the chain and the shared rules are not there yet.
+	for _, r := range sharedRules(DefaultSubnet, Bridge()) {
+		run(t, host, "iptables", append([]string{"-t", r.table, "-D", r.chain}, r.spec...)...)
+	}
+	run(t, host, "iptables", "-t", "nat", "-X", Chain)
+
+	netsetup(t, host, "del", id)
+	if links := run(t, host, "ip", "-o", "link"); strings.Contains(links, HostVeth(id)) || strings.Contains(links, Bridge()) {
+		t.Errorf("links left after del:\n%s", links)
+	}
+	if after := iptablesState(t, host); after != before {
+		t.Errorf("iptables differ after del:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
 func TestParallelAddsGetDistinctAddresses(t *testing.T) {
 	host := setup(t)
 	before := iptablesState(t, host)
