@@ -110,6 +110,10 @@ func Resolve(handle string) (*Image, error) {
 				break
 			}
 		}
+		if d == "" && (strings.HasPrefix(handle, "/") || strings.HasPrefix(handle, ".")) {
+			// A bundle or rootfs path, piped from the wrong stage: pulling it cannot help.
+			return nil, cli.Errorf("give the image as pull printed it: NAME@sha256:…", "%q is a path, not an image", handle)
+		}
 		if d == "" {
 			return nil, cli.Errorf("run: pull "+handle, "image %q is not in the store %s", handle, state.OCIDir())
 		}

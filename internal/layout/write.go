@@ -36,6 +36,14 @@ func Init() error {
 		return err
 	}
 	defer lk.Unlock()
+	// Every writer of these two files holds the lock we hold now, so a temp copy of either
+	// is the leftover of a writer killed before its rename.
+	for _, pat := range []string{".index.json.tmp-*", "." + ocispec.ImageLayoutFile + ".tmp-*"} {
+		stale, _ := filepath.Glob(filepath.Join(dir, pat))
+		for _, f := range stale {
+			os.Remove(f)
+		}
+	}
 	if _, err := os.Stat(filepath.Join(dir, ocispec.ImageLayoutFile)); errors.Is(err, fs.ErrNotExist) {
 		b, _ := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
 		if err := fsutil.WriteFileAtomic(filepath.Join(dir, ocispec.ImageLayoutFile), b, 0o644); err != nil {

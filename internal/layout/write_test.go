@@ -147,3 +147,26 @@ func TestInitClearsStaleTemps(t *testing.T) {
 		t.Errorf("fresh temp file was removed: %v", err)
 	}
 }
+
+// index.json and oci-layout are only written under the store's lock, so a temp copy that
+// Init finds while holding it is a killed writer's leftover, whatever its age.
+func TestInitClearsIndexTemps(t *testing.T) {
+	testutil.TempState(t)
+	dir := state.OCIDir()
+	os.MkdirAll(dir, 0o755)
+	left := []string{filepath.Join(dir, ".index.json.tmp-123"), filepath.Join(dir, ".oci-layout.tmp-456")}
+	for _, f := range left {
+		os.WriteFile(f, []byte("{"), 0o644)
+	}
+	if err := Init(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range left {
+		if _, err := os.Stat(f); !os.IsNotExist(err) {
+			t.Errorf("%s survived Init: %v", filepath.Base(f), err)
+		}
+	}
+	if _, err := ReadIndex(); err != nil {
+		t.Errorf("index.json after Init: %v", err)
+	}
+}

@@ -33,7 +33,7 @@ func frontDoors(t *testing.T, w *world) {
 		leaves      bool // known to leave a record behind (see the report in the case)
 	}{
 		{"pull: a bundle dir on stdin", bundle + "\n", []string{"pull"}, "invalid reference", false},
-		{"unpack: a bundle dir on stdin", bundle + "\n", []string{"unpack"}, "(run: pull ", false},
+		{"unpack: a bundle dir on stdin", bundle + "\n", []string{"unpack"}, "is a path, not an image (give the image as pull printed it", false},
 		{"unpack: an image not pulled", "", []string{"unpack", notPulled}, "(run: pull " + notPulled + ")", false},
 		{"overlay: garbage on stdin", "hello world\n", []string{"overlay", "--id", missing}, "(run: pull ", false},
 		{"overlay: an image not pulled", "", []string{"overlay", "--id", missing, notPulled}, "(run: pull " + notPulled + ")", false},
