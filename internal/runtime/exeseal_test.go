@@ -9,14 +9,14 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hardway/hardway/internal/testutil"
 )
 
 // Both forms of the sealed nsrun hold this binary, byte for byte, and refuse a write
 // through /proc/self/fd/N, as an attacker holding /proc/PID/exe would try it.
 func TestSealedSelfForms(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (fsmount)")
-	}
+	testutil.RequireRoot(t) // fsmount
 	want, err := os.ReadFile("/proc/self/exe")
 	if err != nil {
 		t.Fatal(err)
