@@ -36,15 +36,16 @@ Example:
   overlay rm box`
 
 type createCmd struct {
-	ID       string   `name:"id" required:"" help:"Container id (letters, digits, '_', '.', '-')."`
-	Hostname string   `help:"Hostname inside the container (default: the id)."`
-	Tty      bool     `short:"t" help:"The process will get a terminal (sets terminal: true and TERM)."`
-	Env      []string `short:"e" sep:"none" placeholder:"K=V" help:"Environment variable, over the image's (docker run -e; K alone takes K from this environment). Repeatable."`
-	Workdir  string   `short:"w" placeholder:"DIR" help:"Working dir inside, absolute (docker run -w; default: the image's WorkingDir, else /)."`
-	User     string   `short:"u" placeholder:"U[:G]" help:"User to run as: uid[:gid] or name[:group] from the image's /etc/passwd and /etc/group (docker run -u; default: the image's User)."`
-	Volume   []string `short:"v" sep:"none" placeholder:"HOST:CTR[:ro]" help:"Bind-mount existing host path HOST on CTR, both absolute; :ro read-only (docker run -v). Repeatable."`
-	Image    string   `arg:"" optional:"" help:"Image handle NAME@sha256:… (default: one line of stdin)."`
-	Cmd      []string `kong:"-"`
+	ID        string   `name:"id" required:"" help:"Container id (letters, digits, '_', '.', '-')."`
+	Hostname  string   `help:"Hostname inside the container (default: the id)."`
+	Tty       bool     `short:"t" help:"The process will get a terminal (sets terminal: true and TERM)."`
+	UserXattr bool     `name:"userxattr" env:"HARDWAY_UNPACK_USERXATTR" help:"Mount the layers unpack --userxattr made, with the userxattr option (user.overlay.* xattrs: the form an overlay in a user namespace reads)."`
+	Env       []string `short:"e" sep:"none" placeholder:"K=V" help:"Environment variable, over the image's (docker run -e; K alone takes K from this environment). Repeatable."`
+	Workdir   string   `short:"w" placeholder:"DIR" help:"Working dir inside, absolute (docker run -w; default: the image's WorkingDir, else /)."`
+	User      string   `short:"u" placeholder:"U[:G]" help:"User to run as: uid[:gid] or name[:group] from the image's /etc/passwd and /etc/group (docker run -u; default: the image's User)."`
+	Volume    []string `short:"v" sep:"none" placeholder:"HOST:CTR[:ro]" help:"Bind-mount existing host path HOST on CTR, both absolute; :ro read-only (docker run -v). Repeatable."`
+	Image     string   `arg:"" optional:"" help:"Image handle NAME@sha256:… (default: one line of stdin)."`
+	Cmd       []string `kong:"-"`
 }
 
 func (c *createCmd) Run(g *cli.Globals) error {
@@ -60,7 +61,7 @@ func (c *createCmd) Run(g *cli.Globals) error {
 		return err
 	}
 	dir, err := overlay.Create(im, overlay.Options{
-		ID: c.ID, Hostname: c.Hostname, Cmd: c.Cmd, Tty: c.Tty,
+		ID: c.ID, Hostname: c.Hostname, Cmd: c.Cmd, Tty: c.Tty, UserXattr: c.UserXattr,
 		Env: c.Env, WorkingDir: c.Workdir, User: c.User, Volumes: c.Volume,
 	})
 	if err != nil {

@@ -26,12 +26,19 @@ type Options struct {
 	Hostname string   // default: the id
 	Cmd      []string // replaces the image's Cmd when given
 	Tty      bool
+	// UserXattr mounts the layers unpack --userxattr made (user.overlay.* xattrs) with the
+	// userxattr option, the form an overlay mounted in a user namespace reads.
+	UserXattr bool
 	// docker run -e, -w, -u, -v, passed to bundle.Options as they are.
 	Env        []string
 	WorkingDir string
 	User       string
 	Volumes    []string
 }
+
+// AnnotationUserXattr in config.json records that the bundle's overlay is mounted with
+// userxattr over the user.-form layers, so a re-run mounts it the same way.
+const AnnotationUserXattr = "org.hardway.overlay.userxattr"
 
 // Create makes the container's bundle: upper/, work/ and init/ (Docker's <id>-init layer)
 // dirs, the merged overlay mount on rootfs/, hostname, hosts, resolv.conf and config.json
@@ -41,15 +48,23 @@ func Create(im *layout.Image, o Options) (string, error) {
 	if err := state.ValidID(o.ID); err != nil {
 		return "", cli.Hint(err, "")
 	}
-	layers, err := Layers(im)
+	dir := state.ContainerDir(o.ID)
+	cfgPath := filepath.Join(dir, "config.json")
+	// A bundle keeps the xattr form it was made with (its upper dir is in that form), so a
+	// re-run mounts it the same way with or without the flag.
+	if b, err := os.ReadFile(cfgPath); err == nil {
+		var prev specs.Spec
+		if json.Unmarshal(b, &prev) == nil && prev.Annotations[AnnotationUserXattr] == "true" {
+			o.UserXattr = true
+		}
+	}
+	layers, err := LayersFor(im, o.UserXattr)
 	if err != nil {
 		return "", err
 	}
 	if len(layers) == 0 {
 		return "", fmt.Errorf("image %s has no layers", im.Handle())
 	}
-	dir := state.ContainerDir(o.ID)
-	cfgPath := filepath.Join(dir, "config.json")
 	lk, err := lockContainers()
 	if err != nil {
 		return "", err
@@ -67,6 +82,7 @@ func Create(im *layout.Image, o Options) (string, error) {
 			return "", cli.Errorf("run: overlay rm "+o.ID+", or pick another --id",
 				"container %s already exists with image %s", o.ID, got)
 		}
+
 	case errors.Is(err, fs.ErrNotExist):
 		// New (or half made by an interrupted run): build it. config.json comes last and
 		// records the image, so a re-run knows the bundle is ours; a failure before it
@@ -119,6 +135,9 @@ func build(im *layout.Image, o Options, layers []Layer, dir string) error {
 	if err != nil {
 		return err
 	}
+	if o.UserXattr {
+		spec.Annotations[AnnotationUserXattr] = "true"
+	}
 	sb, err := json.MarshalIndent(spec, "", "  ")
 	if err != nil {
 		return err
@@ -154,7 +173,7 @@ func ensureMounted(layers []Layer, dir string) error {
 	for i := len(layers) - 1; i >= 0; i-- {
 		lowers = append(lowers, "l/"+layers[i].Link)
 	}
-	return mountOverlay(lowers, filepath.Join(dir, "upper"), filepath.Join(dir, "work"), rootfs)
+	return mountOverlay(lowers, filepath.Join(dir, "upper"), filepath.Join(dir, "work"), rootfs, layers[0].UserXattr)
 }
 
 // lockContainers serialises making and removing bundles, so two runs for one id never

@@ -45,7 +45,7 @@ var errNoLowerdirPlus = errors.New("no lowerdir+")
 // layer store, so the short l/<SHORT> names resolve, as Docker does: with the new mount API
 // each lower is its own fsconfig call (no page limit, up to the kernel's 500), otherwise one
 // mount(2) whose option string must fit in a page.
-func mountOverlay(lowers []string, upper, work, rootfs string) error {
+func mountOverlay(lowers []string, upper, work, rootfs string, userXattr bool) error {
 	if len(lowers) > MaxLowers {
 		return cli.Errorf("squash the image into fewer layers",
 			"%d lower dirs (the image's layers and the container's init layer): overlayfs stacks at most %d", len(lowers), MaxLowers)
@@ -54,6 +54,9 @@ func mountOverlay(lowers []string, upper, work, rootfs string) error {
 	opts = append(opts, "lowerdir="+strings.Join(lowers, ":"), "upperdir="+upper, "workdir="+work)
 	for _, o := range safeOptions {
 		opts = append(opts, o[0]+"="+o[1])
+	}
+	if userXattr {
+		opts = append(opts, "userxattr")
 	}
 	data := strings.Join(opts, ",")
 	home := state.OverlayDir()
@@ -70,7 +73,7 @@ func mountOverlay(lowers []string, upper, work, rootfs string) error {
 		case noLowerdirPlus.Load():
 			why = "this kernel refused lowerdir+ on an earlier mount"
 		default:
-			err := mountNewAPI(lowers, upper, work, rootfs)
+			err := mountNewAPI(lowers, upper, work, rootfs, userXattr)
 			if !errors.Is(err, errNoLowerdirPlus) {
 				return err
 			}
@@ -98,7 +101,7 @@ func mountOverlay(lowers []string, upper, work, rootfs string) error {
 // and the kernel's legacy adapter takes any key) lowerdir+ may be accepted by fsconfig and
 // refused only at create ("unrecognized mount option"), or the adapter's one-page buffer
 // overflows ("Cumulative options too large"). A genuine EINVAL fails mount(2) too.
-func mountNewAPI(lowers []string, upper, work, rootfs string) error {
+func mountNewAPI(lowers []string, upper, work, rootfs string, userXattr bool) error {
 	fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
 	if err == unix.ENOSYS || err == unix.EPERM {
 		return fmt.Errorf("%w: fsopen(overlay): %v", errNoLowerdirPlus, err)
@@ -132,7 +135,18 @@ func mountNewAPI(lowers []string, upper, work, rootfs string) error {
 			return err
 		}
 	}
-	trace.Step(fmt.Sprintf("new mount API: fsopen(\"overlay\"), fsconfig lowerdir+ ×%d, upperdir, workdir, %s, FSCONFIG_CMD_CREATE, fsmount, move_mount", len(lowers), optString()))
+	opts := optString()
+	if userXattr {
+		// A flag, not a key=value: overlayfs reads user.overlay.* instead of trusted.overlay.*.
+		if err := unix.FsconfigSetFlag(fd, "userxattr"); err != nil {
+			if err == unix.EINVAL {
+				return fmt.Errorf("%w: fsconfig userxattr: %v%s", errNoLowerdirPlus, err, kernelLog(fd))
+			}
+			return fmt.Errorf("fsconfig userxattr: %w%s", err, kernelLog(fd))
+		}
+		opts += ",userxattr"
+	}
+	trace.Step(fmt.Sprintf("new mount API: fsopen(\"overlay\"), fsconfig lowerdir+ ×%d, upperdir, workdir, %s, FSCONFIG_CMD_CREATE, fsmount, move_mount", len(lowers), opts))
 	if err := fsconfigCreate(fd); err != nil {
 		if err == unix.EINVAL {
 			return fmt.Errorf("%w: fsconfig FSCONFIG_CMD_CREATE (overlay): %v%s", errNoLowerdirPlus, err, kernelLog(fd))
