@@ -40,13 +40,17 @@ is a full reference.
 
 Registries on the loopback (localhost, 127.0.0.1, ::1) are spoken to over plain HTTP, others
 over TLS unless --insecure. Start a local registry with scripts/registry start and fill it
-with scripts/seed-images. Pulling again is a no-op that prints the same handle.`
+with scripts/seed-images. Pulling again is a no-op that prints the same handle; it still asks
+the registry what the tag names now, unless --missing (use the store's image when it has
+one, as docker run does) or --offline (never ask).`
 
 type pullCmd struct {
 	cli.Globals
 	Platform string `help:"Platform to pick when the reference names an index: os/arch[/variant] (default: this host's)." placeholder:"OS/ARCH"`
 	Insecure bool   `help:"Speak plain HTTP to the registry even when it is not on the loopback."`
 	JSON     bool   `name:"json" help:"Print a JSON record of the pull (handle, manifest, blobs) instead of the handle."`
+	Missing  bool   `help:"Use the image the store already holds under this name (and platform) without asking the registry; pull only when it is missing (docker run's default, --pull missing)."`
+	Offline  bool   `help:"Never ask the registry: print the store's image under this name, or fail (docker run --pull never)."`
 	Ref      string `arg:"" optional:"" name:"REF" help:"Image reference, or oci:DIR[:TAG] (default: one line of stdin)."`
 }
 
@@ -64,12 +68,22 @@ func (c *pullCmd) Run() error {
 		if perr != nil {
 			return cli.Hint(perr, "write it as Docker does, e.g. 127.0.0.1:5000/library/busybox:latest, or oci:DIR:TAG")
 		}
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		if cli.IsTerminal(os.Stderr) && !trace.Enabled() {
-			opts.Progress = os.Stderr
+		if c.Missing || c.Offline {
+			if res, err = registry.Local(ref, c.Platform); err != nil {
+				return err
+			}
+			if res == nil && c.Offline {
+				return registry.NotLocal(ref)
+			}
 		}
-		res, err = registry.Pull(ctx, ref, opts)
+		if res == nil {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if cli.IsTerminal(os.Stderr) && !trace.Enabled() {
+				opts.Progress = os.Stderr
+			}
+			res, err = registry.Pull(ctx, ref, opts)
+		}
 	}
 	if err != nil {
 		return err

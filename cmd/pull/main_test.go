@@ -135,3 +135,36 @@ func TestPullCLIErrors(t *testing.T) {
 		})
 	}
 }
+
+// --missing uses the store's image without a word to the registry (docker run's default),
+// unless the platform asked for is another; --offline never asks and fails clearly.
+func TestPullMissingAndOffline(t *testing.T) {
+	addr := testutil.StartRegistry(t)
+	testutil.SeedImages(t, addr)
+	testutil.TempState(t)
+	ref := addr + "/hardway/multi:latest"
+
+	if _, errs, code := run(t, "", "--offline", ref); code != 1 || strings.Count(strings.TrimSpace(errs), "\n") != 0 ||
+		!strings.Contains(errs, "is not in the store") || !strings.Contains(errs, "--offline") {
+		t.Fatalf("--offline before any pull: exit %d, stderr %q; want one line naming the missing image", code, errs)
+	}
+	out, errs, code := run(t, "", "--missing", "--trace", ref)
+	if code != 0 || !strings.Contains(errs, "/v2/") {
+		t.Fatalf("--missing with an empty store: exit %d, want a real pull:\n%s", code, errs)
+	}
+	handle := strings.TrimSpace(out)
+	for _, flag := range []string{"--missing", "--offline"} {
+		out, errs, code := run(t, "", flag, "--trace", ref)
+		if code != 0 || strings.TrimSpace(out) != handle {
+			t.Fatalf("%s after the pull: exit %d, stdout %q, want %s; stderr %s", flag, code, out, handle, errs)
+		}
+		if strings.Contains(errs, "/v2/") || !strings.Contains(errs, "no request to the registry") {
+			t.Errorf("%s asked the registry, or did not say it did not:\n%s", flag, errs)
+		}
+	}
+	// Another platform of the same name is not what the store holds: ask for it.
+	out, errs, code = run(t, "", "--missing", "--trace", "--platform", "linux/arm64", ref)
+	if code != 0 || strings.TrimSpace(out) == handle || !strings.Contains(errs, "/v2/") {
+		t.Fatalf("--missing --platform linux/arm64: exit %d, stdout %q (amd64's is %s); want the arm64 image from the registry:\n%s", code, out, handle, errs)
+	}
+}

@@ -80,6 +80,9 @@ type Result struct {
 	// its OCI translation, for OCI-only readers (skopeo 1.9, umoci).
 	OCI   *ocispec.Descriptor `json:"oci,omitempty"`
 	Blobs []Blob              `json:"blobs"`
+	// Local says the store already held the image and the registry was not asked
+	// (--missing, --offline).
+	Local bool `json:"local,omitempty"`
 }
 
 // Pull fetches ref into the store and returns the pinned handle of its image manifest.

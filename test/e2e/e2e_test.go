@@ -324,6 +324,15 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("docker-run of a missing image succeeded")
 	}
 	assertGone(t, id)
+	// --pull never with an image the store lacks: pull's one line, and nothing made.
+	_, stderr, code = e.try("scripts/docker-run", "--pull", "never", "--name", id, e.registry+"/hardway/layered:latest", "true")
+	if code == 0 || !strings.Contains(stderr, "pull: error:") || !strings.Contains(stderr, "--offline") {
+		t.Errorf("docker-run --pull never of an image not in the store: exit %d, stderr %q", code, stderr)
+	}
+	assertGone(t, id)
+	if _, stderr, code = e.try("scripts/docker-run", "--pull", "sometimes", e.image(), "true"); code != 2 || !strings.Contains(stderr, "always, missing or never") {
+		t.Errorf("docker-run --pull sometimes: exit %d, stderr %q; want a usage error", code, stderr)
+	}
 }
 
 func nspid(t *testing.T, pid int) string {
