@@ -1,0 +1,87 @@
+package network
+
+import (
+	"bytes"
+	"fmt"
+	"os/exec"
+	"strings"
+
+	"github.com/hardway/hardway/internal/trace"
+)
+
+// savedRule is one "-A CHAIN …" line of iptables-save, as the kernel holds the rule.
+type savedRule struct {
+	table, chain, line, tag string
+}
+
+// snapshot is what iptables-save shows of the rules: the tagged ones, and which chains exist.
+type snapshot struct {
+	rules  []savedRule
+	chains map[string]bool // "nat/HARDWAY"
+}
+
+// saveRules reads every table in one iptables-save run. Deleting the rules exactly as it
+// prints them needs no guess at how iptables normalises a rule (-m tcp, quoting).
+func saveRules() (*snapshot, error) {
+	out, err := exec.Command("iptables-save").Output()
+	if err != nil {
+		return nil, fmt.Errorf("iptables-save: %w", err)
+	}
+	s := &snapshot{chains: map[string]bool{}}
+	table := ""
+	for _, l := range strings.Split(string(out), "\n") {
+		switch {
+		case strings.HasPrefix(l, "*"):
+			table = l[1:]
+		case strings.HasPrefix(l, ":"):
+			s.chains[table+"/"+strings.Fields(l[1:])[0]] = true
+		case strings.HasPrefix(l, "-A "):
+			f := strings.Fields(l)
+			r := savedRule{table: table, chain: f[1], line: l}
+			for i := 2; i+1 < len(f); i++ {
+				if f[i] == "--comment" {
+					r.tag = strings.Trim(f[i+1], `"`)
+					break
+				}
+			}
+			s.rules = append(s.rules, r)
+		}
+	}
+	return s, nil
+}
+
+// deleteBatch removes rules (and then chains, "table/CHAIN", which must end up empty) in
+// one iptables-restore --noflush run: one process instead of one per rule, and each table's
+// part applied atomically. Nothing else in the tables is touched.
+func deleteBatch(why string, rules []savedRule, chains []string) error {
+	if len(rules) == 0 && len(chains) == 0 {
+		return nil
+	}
+	var in bytes.Buffer
+	for _, table := range []string{"nat", "filter"} {
+		var lines []string
+		for _, r := range rules {
+			if r.table == table {
+				d := "-D" + strings.TrimPrefix(r.line, "-A")
+				trace.Step(why, "iptables -t "+table+" "+d)
+				lines = append(lines, d)
+			}
+		}
+		for _, c := range chains {
+			if t, name, _ := strings.Cut(c, "/"); t == table {
+				trace.Step("remove the published-ports chain", "iptables -t "+table+" -X "+name)
+				lines = append(lines, "-X "+name)
+			}
+		}
+		if len(lines) > 0 {
+			fmt.Fprintf(&in, "*%s\n%s\nCOMMIT\n", table, strings.Join(lines, "\n"))
+		}
+	}
+	trace.Step(fmt.Sprintf("the %d changes above, applied in one go", len(rules)+len(chains)), "iptables-restore -w --noflush <<EOF … EOF")
+	cmd := exec.Command("iptables-restore", "-w", "--noflush")
+	cmd.Stdin = &in
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("iptables-restore: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
