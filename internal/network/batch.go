@@ -77,9 +77,40 @@ func deleteBatch(why string, rules []savedRule, chains []string) error {
 			fmt.Fprintf(&in, "*%s\n%s\nCOMMIT\n", table, strings.Join(lines, "\n"))
 		}
 	}
-	trace.Step(fmt.Sprintf("the %d changes above, applied in one go", len(rules)+len(chains)), "iptables-restore -w --noflush <<EOF … EOF")
+	return restore(&in, len(rules)+len(chains))
+}
+
+// addFresh makes our chain and appends rules in one iptables-restore --noflush, for an add
+// that found no chain (so none of these rules is there). nat's part, the chain with its
+// rules, commits before filter's: a kill in between leaves a chain, and the next add, seeing
+// it, checks each rule (-C) instead of taking it for complete.
+func addFresh(rules []rule, whys []string) error {
+	var in bytes.Buffer
+	for _, table := range []string{"nat", "filter"} {
+		var lines []string
+		if table == "nat" {
+			trace.Step("create the chain for published ports", "iptables -t nat -N "+Chain)
+			lines = append(lines, "-N "+Chain)
+		}
+		for i, r := range rules {
+			if r.table == table {
+				a := "-A " + r.chain + " " + strings.Join(r.spec, " ")
+				trace.Step(whys[i], "iptables -t "+table+" "+a)
+				lines = append(lines, a)
+			}
+		}
+		if len(lines) > 0 {
+			fmt.Fprintf(&in, "*%s\n%s\nCOMMIT\n", table, strings.Join(lines, "\n"))
+		}
+	}
+	return restore(&in, len(rules)+1)
+}
+
+// restore applies a batch with iptables-restore --noflush: one process for every change.
+func restore(in *bytes.Buffer, n int) error {
+	trace.Step(fmt.Sprintf("the %d changes above, applied in one go", n), "iptables-restore -w --noflush <<EOF … EOF")
 	cmd := exec.Command("iptables-restore", "-w", "--noflush")
-	cmd.Stdin = &in
+	cmd.Stdin = in
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("iptables-restore: %w: %s", err, strings.TrimSpace(string(out)))
 	}

@@ -150,6 +150,27 @@ func Add(id, subnet string, ports []Port) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if ok, err := ipt.ChainExists("nat", Chain); err == nil && !ok {
+		// No chain: nothing of ours is there. The chain, the shared rules and this
+		// container's in one iptables-restore; the rule-at-a-time way if that fails.
+		var rules []rule
+		var whys []string
+		for _, r := range sharedRules(sn.String(), Bridge()) {
+			rules, whys = append(rules, r), append(whys, "bridge network rule (shared by all containers)")
+		}
+		for _, p := range ports {
+			rules = append(rules, portRule(id, p, ip.String()), hairpinRule(id, p, ip.String()))
+			whys = append(whys, fmt.Sprintf("publish %s → %s:%d", p, ip, p.Container), fmt.Sprintf("hairpin: let %s reach its own published port %d", id, p.Host))
+		}
+		err := addFresh(rules, whys)
+		if err == nil {
+			if err := flushUDPs(ports); err != nil {
+				return "", err
+			}
+			return nsPath, nil
+		}
+		trace.Step(fmt.Sprintf("the batch failed (%v): add the rules one at a time", err))
+	}
 	fresh, err := ensureChain(ipt, "nat", Chain)
 	if err != nil {
 		return "", err
@@ -172,13 +193,23 @@ func Add(id, subnet string, ports []Port) (string, error) {
 		if err := appendRule(ipt, fmt.Sprintf("hairpin: let %s reach its own published port %d", id, p.Host), hairpinRule(id, p, ip.String())); err != nil {
 			return "", err
 		}
+	}
+	if err := flushUDPs(ports); err != nil {
+		return "", err
+	}
+	return nsPath, nil
+}
+
+// flushUDPs is flushUDP for every published UDP port.
+func flushUDPs(ports []Port) error {
+	for _, p := range ports {
 		if p.Proto == "udp" {
 			if err := flushUDP(p.Host); err != nil {
-				return "", err
+				return err
 			}
 		}
 	}
-	return nsPath, nil
+	return nil
 }
 
 // flushUDP forgets the conntrack entries of UDP packets already sent to the host port:

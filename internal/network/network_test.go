@@ -109,8 +109,22 @@ func TestAddPublishDel(t *testing.T) {
 	id := testutil.ID("net")
 	t.Cleanup(func() { testutil.InNetns(host, netsetupBin, "del", id).Run() })
 
-	if got := netsetup(t, host, "add", id, "-p", "8080:80"); got != state.NetnsPath(id) {
+	// The first container's add: the chain, the shared rules and its own in one
+	// iptables-restore (the trace shows each as the iptables command it stands for).
+	add := testutil.InNetns(host, netsetupBin, "--trace", "add", id, "-p", "8080:80")
+	var addErr strings.Builder
+	add.Stderr = &addErr
+	out, err := add.Output()
+	if err != nil {
+		t.Fatalf("add: %v: %s", err, addErr.String())
+	}
+	if got := strings.TrimSpace(string(out)); got != state.NetnsPath(id) {
 		t.Fatalf("add printed %q, want %q", got, state.NetnsPath(id))
+	}
+	for _, want := range []string{"iptables -t nat -N HARDWAY", "-A HARDWAY -p tcp --dport 8080", "-A FORWARD -i hardway0", "iptables-restore -w --noflush"} {
+		if !strings.Contains(addErr.String(), want) {
+			t.Errorf("add --trace lacks %q:\n%s", want, addErr.String())
+		}
 	}
 	if !strings.Contains(run(t, host, "ip", "netns", "list"), id) {
 		t.Errorf("ip netns list does not show %s", id)
@@ -157,7 +171,7 @@ func TestAddPublishDel(t *testing.T) {
 
 	// The last container's del: its rules, the shared ones and the chain go in one
 	// iptables-restore (the trace still shows each as the iptables command it stands for).
-	out, err := testutil.InNetns(host, netsetupBin, "--trace", "del", id).CombinedOutput()
+	out, err = testutil.InNetns(host, netsetupBin, "--trace", "del", id).CombinedOutput()
 	if err != nil {
 		t.Fatalf("del: %v: %s", err, out)
 	}
