@@ -57,6 +57,6 @@ func Local(ref reference.Reference, platform string) (*Result, error) {
 
 // NotLocal is Local's answer for --offline when the store has no such image.
 func NotLocal(ref reference.Reference) error {
-	return cli.Errorf("run: pull "+ref.String()+" (with the registry reachable)",
+	return cli.Errorf("run: pull "+ref.String()+" while the registry is reachable",
 		"%s is not in the store %s and --offline forbids asking the registry", ref, state.OCIDir())
 }
