@@ -24,9 +24,11 @@ OCI runtime spec built from the image config (CMD after -- replaces the image's 
 docker run does; a named User is looked up in the image's own /etc/passwd and /etc/group).
 --env, --workdir, --user and --volume are docker run's -e, -w, -u and -v: they override the
 image config in config.json (a --volume is a bind mount, rbind+rprivate, +ro with :ro).
-Prints the bundle dir on stdout. Running it again for the same ID and IMAGE changes nothing
-and prints the same dir, even with other --env/--workdir/--user/--volume/--hostname/-t or
-CMD: the first run's config.json stays (overlay rm ID first to change them); a failure
+--volatile mounts with overlayfs' volatile option (no syncs of the upper dir) for a
+container that is thrown away when it exits. Prints the bundle dir on stdout. Running it
+again for the same ID and IMAGE changes nothing and prints the same dir, even with other
+--env/--workdir/--user/--volume/--hostname/-t/--volatile or CMD: the first run's config.json
+stays (overlay rm ID first to change them); a failure
 leaves nothing behind.
 
 overlay rm ID unmounts the rootfs and removes the container's dir.
@@ -40,6 +42,7 @@ type createCmd struct {
 	Hostname  string   `help:"Hostname inside the container (default: the id)."`
 	Tty       bool     `short:"t" help:"The process will get a terminal (sets terminal: true and TERM)."`
 	UserXattr bool     `name:"userxattr" env:"HARDWAY_UNPACK_USERXATTR" help:"Mount the layers unpack --userxattr made, with the userxattr option (user.overlay.* xattrs: the form an overlay in a user namespace reads)."`
+	Volatile  bool     `help:"A throwaway container (docker-run --rm passes it, as podman run --rm does): overlayfs' volatile option, so nothing ever syncs the upper dir, and the bundle's files written without fsync. Not meant to survive a crash of the machine."`
 	Env       []string `short:"e" sep:"none" placeholder:"K=V" help:"Environment variable, over the image's (docker run -e; K alone takes K from this environment). Repeatable."`
 	Workdir   string   `short:"w" placeholder:"DIR" help:"Working dir inside, absolute (docker run -w; default: the image's WorkingDir, else /)."`
 	User      string   `short:"u" placeholder:"U[:G]" help:"User to run as: uid[:gid] or name[:group] from the image's /etc/passwd and /etc/group (docker run -u; default: the image's User)."`
@@ -61,7 +64,7 @@ func (c *createCmd) Run(g *cli.Globals) error {
 		return err
 	}
 	dir, err := overlay.Create(im, overlay.Options{
-		ID: c.ID, Hostname: c.Hostname, Cmd: c.Cmd, Tty: c.Tty, UserXattr: c.UserXattr,
+		ID: c.ID, Hostname: c.Hostname, Cmd: c.Cmd, Tty: c.Tty, UserXattr: c.UserXattr, Volatile: c.Volatile,
 		Env: c.Env, WorkingDir: c.Workdir, User: c.User, Volumes: c.Volume,
 	})
 	if err != nil {

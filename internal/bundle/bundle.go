@@ -264,8 +264,13 @@ func Binds(vols []string) ([]specs.Mount, error) {
 // it elsewhere).
 var HostResolvConf = "/etc/resolv.conf"
 
-// WriteEtc writes the container's hostname, hosts and resolv.conf into dir.
-func WriteEtc(dir, hostname string) error {
+// WriteEtc writes the container's hostname, hosts and resolv.conf into dir; volatile skips
+// the fsyncs (a container that is not meant to outlive a crash).
+func WriteEtc(dir, hostname string, volatile bool) error {
+	write := fsutil.WriteFileAtomic
+	if volatile {
+		write = fsutil.WriteFileAtomicNoSync
+	}
 	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" +
 		"127.0.1.1\t" + hostname + "\n"
 	host, _ := os.ReadFile(HostResolvConf)
@@ -277,7 +282,7 @@ func WriteEtc(dir, hostname string) error {
 	for _, f := range files {
 		p := filepath.Join(dir, f.name)
 		trace.Step("write the container's /etc/"+f.name, "cat > "+trace.Quote(p)+" <<EOF …")
-		if err := fsutil.WriteFileAtomic(p, []byte(f.body), 0o644); err != nil {
+		if err := write(p, []byte(f.body), 0o644); err != nil {
 			return err
 		}
 	}

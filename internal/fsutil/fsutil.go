@@ -13,6 +13,17 @@ import (
 // WriteFileAtomic writes data to a temporary file beside path, syncs it and renames it over
 // path, so a reader sees either the old content or the new, never a part.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return writeFileAtomic(path, data, perm, true)
+}
+
+// WriteFileAtomicNoSync is WriteFileAtomic without the fsync, for files that are not meant
+// to outlive a crash of the machine (a volatile container's bundle): a killed writer still
+// leaves the old content or the new, but a power cut may leave an empty file.
+func WriteFileAtomicNoSync(path string, data []byte, perm os.FileMode) error {
+	return writeFileAtomic(path, data, perm, false)
+}
+
+func writeFileAtomic(path string, data []byte, perm os.FileMode, sync bool) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -32,8 +43,10 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	if err := f.Chmod(perm); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		return err
+	if sync {
+		if err := f.Sync(); err != nil {
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err

@@ -29,6 +29,10 @@ type Options struct {
 	// UserXattr mounts the layers unpack --userxattr made (user.overlay.* xattrs) with the
 	// userxattr option, the form an overlay mounted in a user namespace reads.
 	UserXattr bool
+	// Volatile is for a throwaway container (docker-run --rm): overlayfs' volatile option,
+	// so nothing syncs its upper dir, and its bundle files written without fsync. It is
+	// not meant to survive a crash of the machine (podman run --rm does the same).
+	Volatile bool
 	// docker run -e, -w, -u, -v, passed to bundle.Options as they are.
 	Env        []string
 	WorkingDir string
@@ -40,6 +44,10 @@ type Options struct {
 // userxattr over the user.-form layers, so a re-run mounts it the same way.
 const AnnotationUserXattr = "org.hardway.overlay.userxattr"
 
+// AnnotationVolatile records that the bundle's overlay is mounted with volatile, so a
+// re-run mounts it the same way.
+const AnnotationVolatile = "org.hardway.overlay.volatile"
+
 // Create makes the container's bundle: upper/, work/ and init/ (Docker's <id>-init layer)
 // dirs, the merged overlay mount on rootfs/, hostname, hosts, resolv.conf and config.json
 // (a named image User is looked up in the merged root's /etc/passwd and /etc/group). It returns the bundle dir. On a
@@ -50,12 +58,13 @@ func Create(im *layout.Image, o Options) (string, error) {
 	}
 	dir := state.ContainerDir(o.ID)
 	cfgPath := filepath.Join(dir, "config.json")
-	// A bundle keeps the xattr form it was made with (its upper dir is in that form), so a
-	// re-run mounts it the same way with or without the flag.
+	// A bundle keeps the xattr form it was made with (its upper dir is in that form) and
+	// its volatility, so a re-run mounts it the same way with or without the flags.
 	if b, err := os.ReadFile(cfgPath); err == nil {
 		var prev specs.Spec
-		if json.Unmarshal(b, &prev) == nil && prev.Annotations[AnnotationUserXattr] == "true" {
-			o.UserXattr = true
+		if json.Unmarshal(b, &prev) == nil {
+			o.UserXattr = prev.Annotations[AnnotationUserXattr] == "true"
+			o.Volatile = prev.Annotations[AnnotationVolatile] == "true"
 		}
 	}
 	layers, err := LayersFor(im, o.UserXattr)
@@ -97,7 +106,7 @@ func Create(im *layout.Image, o Options) (string, error) {
 	default:
 		return "", err
 	}
-	return dir, ensureMounted(layers, dir)
+	return dir, ensureMounted(layers, dir, o.Volatile)
 }
 
 // build makes a new bundle in dir: upper, work, init layer, the mount, the etc files and,
@@ -117,14 +126,14 @@ func build(im *layout.Image, o Options, layers []Layer, dir string) error {
 	if err := writeInitLayer(filepath.Join(dir, "init")); err != nil {
 		return err
 	}
-	if err := ensureMounted(layers, dir); err != nil {
+	if err := ensureMounted(layers, dir, o.Volatile); err != nil {
 		return err
 	}
 	host := o.Hostname
 	if host == "" {
 		host = o.ID
 	}
-	if err := bundle.WriteEtc(dir, host); err != nil {
+	if err := bundle.WriteEtc(dir, host, o.Volatile); err != nil {
 		return err
 	}
 	spec, err := bundle.Spec(dir, im.Config.Config, bundle.Options{
@@ -138,18 +147,23 @@ func build(im *layout.Image, o Options, layers []Layer, dir string) error {
 	if o.UserXattr {
 		spec.Annotations[AnnotationUserXattr] = "true"
 	}
+	write := fsutil.WriteFileAtomic
+	if o.Volatile {
+		spec.Annotations[AnnotationVolatile] = "true"
+		write = fsutil.WriteFileAtomicNoSync
+	}
 	sb, err := json.MarshalIndent(spec, "", "  ")
 	if err != nil {
 		return err
 	}
 	cfgPath := filepath.Join(dir, "config.json")
 	trace.Step("write the OCI runtime spec (process, mounts, namespaces, capabilities)", "cat > "+trace.Quote(cfgPath)+" <<EOF …")
-	return fsutil.WriteFileAtomic(cfgPath, append(sb, '\n'), 0o644)
+	return write(cfgPath, append(sb, '\n'), 0o644)
 }
 
 // ensureMounted mounts the merged root on dir/rootfs unless it already is: the container's
 // init layer over the image's layers (top first), under dir/upper.
-func ensureMounted(layers []Layer, dir string) error {
+func ensureMounted(layers []Layer, dir string, volatile bool) error {
 	rootfs := filepath.Join(dir, "rootfs")
 	mounted, err := mountinfo.Mounted(rootfs)
 	if err != nil {
@@ -173,7 +187,20 @@ func ensureMounted(layers []Layer, dir string) error {
 	for i := len(layers) - 1; i >= 0; i-- {
 		lowers = append(lowers, "l/"+layers[i].Link)
 	}
-	return mountOverlay(lowers, filepath.Join(dir, "upper"), filepath.Join(dir, "work"), rootfs, layers[0].UserXattr)
+	work := filepath.Join(dir, "work")
+	if volatile {
+		// A volatile mount leaves work/work/incompat/volatile behind and the kernel refuses
+		// to mount over it again, in case the machine crashed and the upper dir is torn. A
+		// volatile container accepts that risk (it is thrown away), so the marker goes.
+		marker := filepath.Join(work, "work", "incompat", "volatile")
+		if _, err := os.Lstat(marker); err == nil {
+			trace.Step("remove the marker an earlier volatile mount left (the kernel refuses to mount over it)", trace.Cmd("rm", "-rf", marker))
+			if err := os.RemoveAll(marker); err != nil {
+				return err
+			}
+		}
+	}
+	return mountOverlay(lowers, filepath.Join(dir, "upper"), work, rootfs, mountFlags{userXattr: layers[0].UserXattr, volatile: volatile})
 }
 
 // lockContainers serialises making and removing bundles, so two runs for one id never

@@ -40,12 +40,30 @@ var (
 // errNoLowerdirPlus says the kernel lacks the new mount API or its lowerdir+ (Linux < 6.8).
 var errNoLowerdirPlus = errors.New("no lowerdir+")
 
+// mountFlags are the overlay's flag options beyond the always-on safeOptions.
+type mountFlags struct {
+	userXattr bool // read user.overlay.* xattrs instead of trusted.overlay.*
+	volatile  bool // never sync the upper dir (syncfs, fsync inside are no-ops)
+}
+
+// names lists the flags that are on, as mount(8) spells them.
+func (f mountFlags) names() []string {
+	var n []string
+	if f.userXattr {
+		n = append(n, "userxattr")
+	}
+	if f.volatile {
+		n = append(n, "volatile")
+	}
+	return n
+}
+
 // mountOverlay mounts lowers (top first; relative names are relative to the layer store)
 // under upper and work on rootfs. The mount is made on a thread of its own whose cwd is the
 // layer store, so the short l/<SHORT> names resolve, as Docker does: with the new mount API
 // each lower is its own fsconfig call (no page limit, up to the kernel's 500), otherwise one
 // mount(2) whose option string must fit in a page.
-func mountOverlay(lowers []string, upper, work, rootfs string, userXattr bool) error {
+func mountOverlay(lowers []string, upper, work, rootfs string, flags mountFlags) error {
 	if len(lowers) > MaxLowers {
 		return cli.Errorf("squash the image into fewer layers",
 			"%d lower dirs (the image's layers and the container's init layer): overlayfs stacks at most %d", len(lowers), MaxLowers)
@@ -55,9 +73,7 @@ func mountOverlay(lowers []string, upper, work, rootfs string, userXattr bool) e
 	for _, o := range safeOptions {
 		opts = append(opts, o[0]+"="+o[1])
 	}
-	if userXattr {
-		opts = append(opts, "userxattr")
-	}
+	opts = append(opts, flags.names()...)
 	data := strings.Join(opts, ",")
 	home := state.OverlayDir()
 	what := fmt.Sprintf("mount the merged root (%d lower dirs, top first)", len(lowers))
@@ -73,7 +89,7 @@ func mountOverlay(lowers []string, upper, work, rootfs string, userXattr bool) e
 		case noLowerdirPlus.Load():
 			why = "this kernel refused lowerdir+ on an earlier mount"
 		default:
-			err := mountNewAPI(lowers, upper, work, rootfs, userXattr)
+			err := mountNewAPI(lowers, upper, work, rootfs, flags)
 			if !errors.Is(err, errNoLowerdirPlus) {
 				return err
 			}
@@ -101,7 +117,7 @@ func mountOverlay(lowers []string, upper, work, rootfs string, userXattr bool) e
 // and the kernel's legacy adapter takes any key) lowerdir+ may be accepted by fsconfig and
 // refused only at create ("unrecognized mount option"), or the adapter's one-page buffer
 // overflows ("Cumulative options too large"). A genuine EINVAL fails mount(2) too.
-func mountNewAPI(lowers []string, upper, work, rootfs string, userXattr bool) error {
+func mountNewAPI(lowers []string, upper, work, rootfs string, flags mountFlags) error {
 	fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
 	if err == unix.ENOSYS || err == unix.EPERM {
 		return fmt.Errorf("%w: fsopen(overlay): %v", errNoLowerdirPlus, err)
@@ -136,15 +152,15 @@ func mountNewAPI(lowers []string, upper, work, rootfs string, userXattr bool) er
 		}
 	}
 	opts := optString()
-	if userXattr {
-		// A flag, not a key=value: overlayfs reads user.overlay.* instead of trusted.overlay.*.
-		if err := unix.FsconfigSetFlag(fd, "userxattr"); err != nil {
+	for _, f := range flags.names() {
+		// Flags, not key=value pairs.
+		if err := unix.FsconfigSetFlag(fd, f); err != nil {
 			if err == unix.EINVAL {
-				return fmt.Errorf("%w: fsconfig userxattr: %v%s", errNoLowerdirPlus, err, kernelLog(fd))
+				return fmt.Errorf("%w: fsconfig %s: %v%s", errNoLowerdirPlus, f, err, kernelLog(fd))
 			}
-			return fmt.Errorf("fsconfig userxattr: %w%s", err, kernelLog(fd))
+			return fmt.Errorf("fsconfig %s: %w%s", f, err, kernelLog(fd))
 		}
-		opts += ",userxattr"
+		opts += "," + f
 	}
 	trace.Step(fmt.Sprintf("new mount API: fsopen(\"overlay\"), fsconfig lowerdir+ ×%d, upperdir, workdir, %s, FSCONFIG_CMD_CREATE, fsmount, move_mount", len(lowers), opts))
 	if err := fsconfigCreate(fd); err != nil {

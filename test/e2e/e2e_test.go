@@ -153,16 +153,17 @@ func fileExists(p string) bool { _, err := os.Lstat(p); return err == nil }
 func (e *env) image() string { return e.registry + "/library/busybox:latest" }
 
 // TestForeground: docker-run in the foreground gives the command's output on stdout and
-// its exit code, the command is PID 1 with the container id as hostname, and --rm leaves
-// nothing behind.
+// its exit code, the command is PID 1 with the container id as hostname, --rm makes its
+// root a volatile overlay (as podman run --rm does) and leaves nothing behind.
 func TestForeground(t *testing.T) {
 	e := newEnv(t)
 	id := testutil.ID("fg")
 	t.Cleanup(func() { e.cmd("scripts/docker-rm", id).Run() })
 
 	out := e.run("scripts/docker-run", "--rm", "--name", id, e.image(),
-		"sh", "-c", `echo hello from busybox; echo "pid=$$"; echo "host=$(hostname)"`)
-	want := fmt.Sprintf("hello from busybox\npid=1\nhost=%s\n", id)
+		"sh", "-c", `echo hello from busybox; echo "pid=$$"; echo "host=$(hostname)"; `+
+			`grep -q ' / / .* overlay .*volatile' /proc/self/mountinfo && echo "root=volatile"`)
+	want := fmt.Sprintf("hello from busybox\npid=1\nhost=%s\nroot=volatile\n", id)
 	if out != want {
 		t.Fatalf("docker-run stdout:\n%q\nwant:\n%q", out, want)
 	}
