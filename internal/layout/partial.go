@@ -136,9 +136,7 @@ func (p *Partial) Commit(size int64) error {
 		p.Discard()
 		return &VerifyError{p.d, fmt.Sprintf("content hashes to %s", got)}
 	}
-	if err := p.f.Sync(); err != nil {
-		return err
-	}
+	// No fsync before the rename: see WriteBlob.
 	if err := os.Rename(p.path, BlobPath(p.d)); err != nil {
 		return err
 	}

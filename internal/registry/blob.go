@@ -82,6 +82,12 @@ func (e *fatalError) Unwrap() error { return e.err }
 // connection (or from where a killed pull left it), and renames it into place once size and
 // digest are right.
 func (c *client) fetchBlob(ctx context.Context, b *Blob, bar *bar) error {
+	return c.fetchBlobOnce(ctx, b, bar, true)
+}
+
+// fetchBlobOnce is fetchBlob; mayRestart lets a blob whose resumed download does not verify
+// be taken once more from the start.
+func (c *client) fetchBlobOnce(ctx context.Context, b *Blob, bar *bar, mayRestart bool) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -105,7 +111,8 @@ func (c *client) fetchBlob(ctx context.Context, b *Blob, bar *bar) error {
 			p.Close() // keep the bytes for the next pull to go on from
 		}
 	}()
-	if p.Size() > 0 {
+	resumed := p.Size()
+	if resumed > 0 {
 		trace.Step(fmt.Sprintf("an earlier pull left %d of the %d bytes of %s %s: hash them again and go on from there",
 			p.Size(), b.Size, b.Kind, short(b.Digest)), trace.Cmd("sha256sum", layout.PartialPath(b.Digest)))
 	}
@@ -136,6 +143,14 @@ func (c *client) fetchBlob(ctx context.Context, b *Blob, bar *bar) error {
 	if err := p.Commit(b.Size); err != nil {
 		committed = true // Commit has removed the wrong bytes
 		var ve *layout.VerifyError
+		if errors.As(err, &ve) && resumed > 0 && mayRestart {
+			// The bytes an earlier pull left may be what failed: a power loss can leave
+			// zeros in a file nobody synced. Commit removed them; one more try from byte 0.
+			trace.Step(fmt.Sprintf("%s %s does not verify (%v), and %d of its bytes came from an earlier pull: throw them away and download it from the start",
+				b.Kind, short(b.Digest), ve, resumed))
+			bar.add(-b.Size)
+			return c.fetchBlobOnce(ctx, b, bar, false)
+		}
 		if errors.As(err, &ve) {
 			return cli.Errorf("the registry's copy is damaged or it lied about the size; nothing was stored",
 				"%s %s does not verify: %v", b.Kind, short(b.Digest), err)

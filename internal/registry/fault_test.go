@@ -434,3 +434,64 @@ func TestConcurrentPullsOfOneImage(t *testing.T) {
 	}
 	checkStore(t, f)
 }
+
+// TestPullAfterPowerLoss: pull does not fsync blobs, so a power loss can leave a partial
+// download, or a blob already under its name, short or zero-filled. The next pull replaces
+// such bytes, and pull --missing does not take an image with a short blob for complete.
+func TestPullAfterPowerLoss(t *testing.T) {
+	zeroed := func(b []byte, from, to int) []byte {
+		out := bytes.Clone(b)
+		clear(out[from:to])
+		return out
+	}
+	t.Run("a partial download with zeros in it", func(t *testing.T) {
+		testutil.TempState(t)
+		f := newFaultRegistry(t, nil)
+		if err := layout.Init(); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(layout.PartialPath(f.layerD), zeroed(f.layer[:100000], 5000, 9000), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Pull(context.Background(), mustParse(t, f.addr+"/x"), fast); err != nil {
+			t.Fatalf("pull: %v", err)
+		}
+		if len(f.layerRanges) != 2 || f.layerRanges[0] != "bytes=100000-" || f.layerRanges[1] != "" {
+			t.Errorf("layer requests had Range %q, want one from byte 100000, then one from the start", f.layerRanges)
+		}
+		checkStore(t, f)
+	})
+	t.Run("blobs under their names, empty or zero-filled", func(t *testing.T) {
+		testutil.TempState(t)
+		f := newFaultRegistry(t, nil)
+		ref := mustParse(t, f.addr+"/x")
+		if _, err := Pull(context.Background(), ref, fast); err != nil {
+			t.Fatalf("first pull: %v", err)
+		}
+		if err := os.WriteFile(layout.BlobPath(f.layerD), nil, 0o644); err != nil { // the rename reached the disk, the data did not
+			t.Fatal(err)
+		}
+		if res, err := Local(ref, ""); err != nil || res != nil {
+			t.Fatalf("--missing took the image with an empty layer blob: %+v, %v", res, err)
+		}
+		if err := os.WriteFile(layout.BlobPath(f.cfgD), make([]byte, len(f.cfg)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(layout.BlobPath(f.manD), make([]byte, len(f.manifest)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res, err := Pull(context.Background(), ref, fast)
+		if err != nil {
+			t.Fatalf("pull after the power loss: %v", err)
+		}
+		if want := f.addr + "/x@" + f.manD.String(); res.Handle != want {
+			t.Fatalf("handle %s, want %s", res.Handle, want)
+		}
+		for _, d := range []digest.Digest{f.manD, f.cfgD, f.layerD} {
+			if !layout.HasBlob(d, -1) {
+				t.Errorf("blob %s was not replaced", d)
+			}
+		}
+		checkStore(t, f)
+	})
+}
