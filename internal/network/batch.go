@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"syscall"
 
 	"github.com/hardway/hardway/internal/trace"
 )
@@ -23,7 +24,9 @@ type snapshot struct {
 // saveRules reads every table in one iptables-save run. Deleting the rules exactly as it
 // prints them needs no guess at how iptables normalises a rule (-m tcp, quoting).
 func saveRules() (*snapshot, error) {
-	out, err := exec.Command("iptables-save").Output()
+	cmd := exec.Command("iptables-save")
+	cmd.SysProcAttr = diesWithUs()
+	out, err := cmd.Output()
 	if err != nil {
 		return nil, fmt.Errorf("iptables-save: %w", err)
 	}
@@ -122,8 +125,16 @@ func restore(in *bytes.Buffer, n int) error {
 	trace.Step(fmt.Sprintf("the %d steps above, in one go", n), "iptables-restore -w --noflush <<EOF … EOF")
 	cmd := exec.Command("iptables-restore", "-w", "--noflush")
 	cmd.Stdin = in
+	cmd.SysProcAttr = diesWithUs()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("iptables-restore: %w: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// diesWithUs has the kernel kill an iptables child when netsetup is killed, so a kill -9
+// leaves no batch running behind the next netsetup's back (a batch commits whole or not at
+// all, so killing it is safe).
+func diesWithUs() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
