@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"syscall"
 
 	"github.com/hardway/hardway/internal/trace"
 )
@@ -23,7 +24,9 @@ type snapshot struct {
 // saveRules reads every table in one iptables-save run. Deleting the rules exactly as it
 // prints them needs no guess at how iptables normalises a rule (-m tcp, quoting).
 func saveRules() (*snapshot, error) {
-	out, err := exec.Command("iptables-save").Output()
+	cmd := exec.Command("iptables-save")
+	cmd.SysProcAttr = diesWithUs()
+	out, err := cmd.Output()
 	if err != nil {
 		return nil, fmt.Errorf("iptables-save: %w", err)
 	}
@@ -58,7 +61,8 @@ func deleteBatch(why string, rules []savedRule, chains []string) error {
 		return nil
 	}
 	var in bytes.Buffer
-	for _, table := range []string{"nat", "filter"} {
+	// filter's part first: see addBatch.
+	for _, table := range []string{"filter", "nat"} {
 		var lines []string
 		for _, r := range rules {
 			if r.table == table {
@@ -80,39 +84,57 @@ func deleteBatch(why string, rules []savedRule, chains []string) error {
 	return restore(&in, len(rules)+len(chains))
 }
 
-// addFresh makes our chain and appends rules in one iptables-restore --noflush, for an add
-// that found no chain (so none of these rules is there). nat's part, the chain with its
-// rules, commits before filter's: a kill in between leaves a chain, and the next add, seeing
-// it, checks each rule (-C) instead of taking it for complete.
-func addFresh(rules []rule, whys []string) error {
+// addBatch appends rules in one iptables-restore --noflush. With chain, it first makes our
+// chain (an add that found no bridge, so most likely nothing of ours): the batch fails if
+// the chain is there. Otherwise the first checks rules are only checked (-C), the shared
+// ones an add of a new address expects to find: the batch fails if one is missing. A table's
+// part changes nothing when one of its lines fails. nat's part (the chain, the shared nat
+// rules, the container's) commits before filter's, and del removes filter's before nat's: a
+// kill in between leaves the chain, so the next add does not take the rules for absent.
+func addBatch(chain bool, rules []rule, whys []string, checks int) error {
 	var in bytes.Buffer
+	n := 0
 	for _, table := range []string{"nat", "filter"} {
 		var lines []string
-		if table == "nat" {
+		if chain && table == "nat" {
 			trace.Step("create the chain for published ports", "iptables -t nat -N "+Chain)
 			lines = append(lines, "-N "+Chain)
 		}
 		for i, r := range rules {
-			if r.table == table {
-				a := "-A " + r.chain + " " + strings.Join(r.spec, " ")
-				trace.Step(whys[i], "iptables -t "+table+" "+a)
-				lines = append(lines, a)
+			if r.table != table {
+				continue
 			}
+			op, why := "-A", whys[i]
+			if i < checks {
+				op, why = "-C", "check: "+why
+			}
+			a := op + " " + r.chain + " " + strings.Join(r.spec, " ")
+			trace.Step(why, "iptables -t "+table+" "+a)
+			lines = append(lines, a)
 		}
+		n += len(lines)
 		if len(lines) > 0 {
 			fmt.Fprintf(&in, "*%s\n%s\nCOMMIT\n", table, strings.Join(lines, "\n"))
 		}
 	}
-	return restore(&in, len(rules)+1)
+	return restore(&in, n)
 }
 
 // restore applies a batch with iptables-restore --noflush: one process for every change.
 func restore(in *bytes.Buffer, n int) error {
-	trace.Step(fmt.Sprintf("the %d changes above, applied in one go", n), "iptables-restore -w --noflush <<EOF … EOF")
+	trace.Step(fmt.Sprintf("the %d steps above, in one go", n), "iptables-restore -w --noflush <<EOF … EOF")
 	cmd := exec.Command("iptables-restore", "-w", "--noflush")
 	cmd.Stdin = in
+	cmd.SysProcAttr = diesWithUs()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("iptables-restore: %w: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// diesWithUs has the kernel kill an iptables child when netsetup is killed, so a kill -9
+// leaves no batch running behind the next netsetup's back (a batch commits whole or not at
+// all, so killing it is safe).
+func diesWithUs() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }

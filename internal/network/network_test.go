@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -175,7 +176,8 @@ func TestAddPublishDel(t *testing.T) {
 	if err != nil {
 		t.Fatalf("del: %v: %s", err, out)
 	}
-	for _, want := range []string{"iptables-restore -w --noflush", "-D HARDWAY -p tcp", "-D FORWARD -i hardway0", "-X HARDWAY", "ip link del hardway0"} {
+	// The veth and the bridge go in one request, as an interface group.
+	for _, want := range []string{"iptables-restore -w --noflush", "-D HARDWAY -p tcp", "-D FORWARD -i hardway0", "-X HARDWAY", "ip link set hardway0 group", "ip link del group"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("del --trace lacks %q:\n%s", want, out)
 		}
@@ -214,6 +216,62 @@ func TestDelAfterAddKilledBeforeChain(t *testing.T) {
 	netsetup(t, host, "del", id)
 	if links := run(t, host, "ip", "-o", "link"); strings.Contains(links, HostVeth(id)) || strings.Contains(links, Bridge()) {
 		t.Errorf("links left after del:\n%s", links)
+	}
+	if after := iptablesState(t, host); after != before {
+		t.Errorf("iptables differ after del:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// TestAddAfterPartialRules: the one-batch ways of add trust what they can check and fall back
+// to a rule at a time when a batch fails. A bridge gone with the chain still there (a del
+// killed between the two) makes the first-container batch fail on -N; shared rules missing
+// (an add killed between nat's and filter's part) make the next container's check fail.
+// Either way the next add completes the rules without duplicating any, and del of the last
+// container leaves iptables as it found it.
+func TestAddAfterPartialRules(t *testing.T) {
+	host := setup(t)
+	before := iptablesState(t, host)
+	a, b, c := testutil.ID("neta"), testutil.ID("netb"), testutil.ID("netc")
+	for _, id := range []string{a, b, c} {
+		t.Cleanup(func() { testutil.InNetns(host, netsetupBin, "del", id).Run() })
+	}
+	netsetup(t, host, "add", a, "-p", "8080:80")
+	full := iptablesState(t, host)
+
+	// No bridge, but the chain and every rule.
+	run(t, host, "ip", "link", "del", Bridge())
+	netsetup(t, host, "add", b, "-p", "8081:80")
+	// The shared filter rules gone, the chain and the nat rules there.
+	for _, r := range sharedRules(DefaultSubnet, Bridge()) {
+		if r.table == "filter" {
+			run(t, host, "iptables", append([]string{"-t", r.table, "-D", r.chain}, r.spec...)...)
+		}
+	}
+	netsetup(t, host, "add", c, "-p", "8082:80")
+
+	got := iptablesState(t, host)
+	lines := strings.Split(got, "\n")
+	for _, l := range strings.Split(full, "\n") {
+		if strings.Contains(l, "hardway:") {
+			continue // a's own: b and c have theirs besides
+		}
+		if n := slices.Index(lines, l); n < 0 || slices.Index(lines[n+1:], l) >= 0 {
+			t.Errorf("after the adds, %q is not there exactly once:\n%s", l, got)
+		}
+	}
+	for _, id := range []string{a, b, c} {
+		if n := strings.Count(got, "hardway:"+id); n != 2 {
+			t.Errorf("%d rules tagged hardway:%s, want 2 (DNAT and hairpin):\n%s", n, id, got)
+		}
+	}
+	if links := run(t, host, "ip", "-o", "link"); !strings.Contains(links, HostVeth(c)) || !strings.Contains(links, "master "+Bridge()) {
+		t.Errorf("%s not on a new %s:\n%s", HostVeth(c), Bridge(), links)
+	}
+	for _, id := range []string{a, b, c} {
+		netsetup(t, host, "del", id)
+	}
+	if links := run(t, host, "ip", "-o", "link"); strings.Contains(links, "hw") || strings.Contains(links, Bridge()) {
+		t.Errorf("links left after the last del:\n%s", links)
 	}
 	if after := iptablesState(t, host); after != before {
 		t.Errorf("iptables differ after del:\nbefore:\n%s\nafter:\n%s", before, after)

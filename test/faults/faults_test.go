@@ -490,7 +490,8 @@ func cgsetFaults(t *testing.T, w *world, rng *mrand.Rand) {
 // ---- netsetup
 
 // netsetupFaults: a netsetup add killed midway is re-run (the container gets its address
-// and veth) or deleted; netsetup del leaves no netns, veth, address or iptables rule.
+// and veth) or deleted; netsetup del leaves no netns, veth, address or iptables rule, also
+// when it is re-run after a kill.
 func netsetupFaults(t *testing.T, w *world, rng *mrand.Rand) {
 	private(t)
 	run := calibrate(t, func() time.Duration {
@@ -522,6 +523,37 @@ func netsetupFaults(t *testing.T, w *world, rng *mrand.Rand) {
 			if rules := iptablesSave(t); !strings.Contains(rules, "hardway:"+id) {
 				t.Errorf("netsetup add after the kill: no rule for %s:\n%s", id, rules)
 			}
+		}
+		must(t, "netsetup", "del", id)
+		assertSame(t, before, snapshot(t))
+		if t.Failed() {
+			return
+		}
+	}
+	// A del killed midway is completed by the next del, also when another container's add
+	// came in between: that add finds or completes the shared rules, doubling none.
+	runDel := calibrate(t, func() time.Duration {
+		id := fid("net")
+		must(t, "netsetup", "add", id, "-p", "18080:80")
+		_, d := timed(t, "netsetup", "del", id)
+		return d
+	})
+	for rep := range w.reps {
+		id, other := fid("net"), fid("net")
+		t.Cleanup(func() { testutil.Run(t, "netsetup", "del", other); testutil.Run(t, "netsetup", "del", id) })
+		before := snapshot(t)
+		must(t, "netsetup", "add", id, "-p", "18080:80")
+		killAfter(t, draw(t, rng, runDel, rep), "netsetup", "del", id)
+		if rep%2 == 0 {
+			must(t, "netsetup", "add", other, "-p", "18081:80")
+			seen := map[string]bool{}
+			for _, l := range strings.Split(iptablesSave(t), "\n") {
+				if strings.HasPrefix(l, "-A ") && seen[l] {
+					t.Errorf("after a del killed midway and another add, a rule is there twice: %s", l)
+				}
+				seen[l] = true
+			}
+			must(t, "netsetup", "del", other)
 		}
 		must(t, "netsetup", "del", id)
 		assertSame(t, before, snapshot(t))
