@@ -9,7 +9,6 @@
 package runtime
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -178,6 +177,7 @@ func ExitCode(ws syscall.WaitStatus) int {
 }
 
 // LoadBundle reads a bundle's config.json and returns it with the bundle's absolute path.
+// linux.resources and the other operating systems' sections are left out (decodeSpec).
 func LoadBundle(dir string) (*specs.Spec, string, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -191,14 +191,14 @@ func LoadBundle(dir string) (*specs.Spec, string, error) {
 	if err != nil {
 		return nil, "", cli.Errorf("run: overlay --id ID IMAGE", "bundle %s has no config.json", abs)
 	}
-	var spec specs.Spec
-	if err := json.Unmarshal(b, &spec); err != nil {
+	spec, err := decodeSpec(b)
+	if err != nil {
 		return nil, "", fmt.Errorf("bundle %s: config.json: %v", abs, err)
 	}
 	if spec.Root == nil || spec.Root.Path == "" {
 		return nil, "", cli.Errorf("set root.path in config.json", "bundle %s names no rootfs", abs)
 	}
-	return &spec, abs, nil
+	return spec, abs, nil
 }
 
 // startInit re-executes this binary as the container's init in new namespaces and returns
