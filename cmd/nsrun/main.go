@@ -15,7 +15,6 @@ import (
 
 	"github.com/hardway/hardway/internal/cli"
 	"github.com/hardway/hardway/internal/runtime"
-	"github.com/hardway/hardway/internal/trace"
 )
 
 const description = `Run a bundle: the runtime stage of 'docker run' (what runc does).
@@ -104,16 +103,6 @@ type nsrunCmd struct {
 func main() {
 	runtime.TakeSyncPipe()
 	runtime.MaybeInit()
-	if len(os.Args) == 2 && plainBundle(os.Args[1]) {
-		// The common `nsrun BUNDLE` (what shim and the pipeline run) skips kong: building
-		// its model by reflection costs a millisecond or two of every container start.
-		// It is exactly kong's parse of that command line; anything more goes through kong.
-		trace.Setup("nsrun", false) // HARDWAY_TRACE alone decides
-		if err := (&runCmd{Bundle: os.Args[1]}).Run(nil); err != nil {
-			os.Exit(cli.Report("nsrun", err))
-		}
-		os.Exit(0)
-	}
 	var cmd nsrunCmd
 	// For exec, everything after the first -- is the command, kept away from kong.
 	for i, a := range os.Args {
@@ -126,10 +115,4 @@ func main() {
 		}
 	}
 	cli.Main("nsrun", description, &cmd, &cmd.Globals)
-}
-
-// plainBundle says whether a lone argument can only be the run command's BUNDLE: not a
-// flag, not a command name.
-func plainBundle(a string) bool {
-	return a != "" && a[0] != '-' && a != "run" && a != "exec" && a != "help"
 }
