@@ -5,7 +5,10 @@
 #   runc       runc run -b BUNDLE ID           (Debian's runc)
 #   crun       crun run -b BUNDLE ID           (Debian's crun)
 #   floor      unshare --fork --pid --mount --uts --ipc --net true
-# then the peak RSS of each (GNU time's %M: the largest process of the run).
+# then the peak RSS of each (GNU time's %M: the largest process of the run), then nsrun, crun
+# and the floor (and base) interleaved, ROUNDS rounds (100), the order rotating each round:
+# the fair comparison on a shared machine, where hyperfine's runs of one command in a row
+# can all catch the same burst of load.
 #
 # The bundle is `runc spec`'s config (no seccomp: Debian's runc and crun load none by
 # default there, so nsrun runs with hardway.seccomp=unconfined too; cgroup: runc and crun
@@ -15,8 +18,7 @@
 # and its temporary dir is touched.
 #
 #   RUNS=50 bench/nsrun.sh
-#   BASE=/tmp/nsrun-old bench/nsrun.sh   # also an older nsrun build, as "base", in the same run,
-#                                        # then both interleaved (PAIRS=150 alternating runs)
+#   BASE=/tmp/nsrun-old bench/nsrun.sh   # also an older nsrun build, as "base", in both parts
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -101,21 +103,30 @@ if "base" in m:
     print(f"base/nsrun {m['base']/m['nsrun']:.2f}x")
 PY
 
-# hyperfine runs one command's runs in a row: on a loaded machine a burst of load lands on one
-# of them. Interleaved runs compare two builds fairly.
-if [ -n "$base" ]; then
-  python3 - "$nsrun" "$base" "$b" "${PAIRS:-150}" <<'PY'
+# Interleaved: nsrun, crun, the floor (and base) in turn, wall time from perf_counter
+# (PAIRS, the old name of ROUNDS, still works).
+python3 - "$nsrun" "$b" "${ROUNDS:-${PAIRS:-100}}" "$work/crun" "$base" <<'PY'
 import statistics, subprocess, sys, time
-nsrun, base, bundle, pairs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-t = {"nsrun": [], "base": []}
-for i in range(pairs):
-    for k in (["nsrun", "base"] if i % 2 == 0 else ["base", "nsrun"]):
+nsrun, bundle, rounds, crunroot, base = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+cmds = {"nsrun": lambda i: [nsrun, bundle],
+        "crun": lambda i: ["crun", "--root", crunroot, "run", "-b", bundle, f"i{i}"],
+        "floor": lambda i: ["unshare", "--fork", "--pid", "--mount", "--uts", "--ipc", "--net", "true"]}
+if base:
+    cmds["base"] = lambda i: [base, bundle]
+t = {k: [] for k in cmds}
+names = list(cmds)
+for i in range(rounds):
+    for k in names[i % len(names):] + names[:i % len(names)]:
         s = time.perf_counter()
-        subprocess.run([nsrun if k == "nsrun" else base, bundle], check=True)
+        subprocess.run(cmds[k](i), check=True)
         t[k].append((time.perf_counter() - s) * 1e3)
-print(f"\ninterleaved, {pairs} pairs:")
+print(f"\ninterleaved, {rounds} rounds:")
 for k, v in t.items():
     v.sort()
     print(f"{k:8}median {statistics.median(v):7.2f} ms   p25 {v[len(v) // 4]:7.2f}   min {v[0]:7.2f}")
+m = {k: statistics.median(v) for k, v in t.items()}
+line = f"crun/nsrun {m['crun']/m['nsrun']:.2f}x   nsrun/floor {m['nsrun']/m['floor']:.2f}x (medians)"
+if base:
+    line += f"   base/nsrun {m['base']/m['nsrun']:.2f}x"
+print(line)
 PY
-fi

@@ -50,23 +50,23 @@ func v2CgroupOf(pid int) string {
 	return ""
 }
 
-// startIntoCgroup starts cmd with clone3(CLONE_INTO_CGROUP) so the child exists in dir from
+// startIntoCgroup starts cmd (with start: cmd.Start or startChild) with clone3(CLONE_INTO_CGROUP) so the child exists in dir from
 // its first instruction: nothing it does, not even the Go runtime's start, is accounted
 // to nsrun's cgroup, and no window exists in which it runs outside its limits. Where the
 // kernel lacks clone3 or the flag (ENOSYS, E2BIG: older than 5.7), it starts cmd's twin
 // without it; the returned command's SysProcAttr.UseCgroupFD says which way it went, and
 // when false the caller joins the cgroup before letting the child go on.
-func startIntoCgroup(cmd *exec.Cmd, dir string) (*exec.Cmd, error) {
+func startIntoCgroup(cmd *exec.Cmd, dir string, start func(*exec.Cmd) error) (*exec.Cmd, error) {
 	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		trace.Step(fmt.Sprintf("cannot open %s (%v): start, then join the cgroup", dir, err))
-		return cmd, cmd.Start()
+		return cmd, start(cmd)
 	}
 	defer unix.Close(fd)
 	twin := *cmd.SysProcAttr
 	cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
 	trace.Step("born in the cgroup: clone3 with CLONE_INTO_CGROUP "+dir, "(no shell equivalent: the child never runs outside it)")
-	err = cmd.Start()
+	err = start(cmd)
 	if err == nil || !(errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.E2BIG)) {
 		return cmd, err
 	}
@@ -74,5 +74,5 @@ func startIntoCgroup(cmd *exec.Cmd, dir string) (*exec.Cmd, error) {
 	// A Cmd starts once, even after a failed Start: run its twin.
 	again := &exec.Cmd{Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Dir: cmd.Dir,
 		Stdin: cmd.Stdin, Stdout: cmd.Stdout, Stderr: cmd.Stderr, ExtraFiles: cmd.ExtraFiles, SysProcAttr: &twin}
-	return again, again.Start()
+	return again, start(again)
 }

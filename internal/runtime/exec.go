@@ -105,7 +105,7 @@ func Exec(o ExecOptions) (err error) {
 		return joinCgroupsOf(pid, child)
 	}
 	started := 0
-	return supervise(cmd, goW, errR, con, join, "let the joiner go on: it enters the mount namespace and execs the command", &started)
+	return supervise(childOf(cmd.Process), goW, errR, con, join, "let the joiner go on: it enters the mount namespace and execs the command", &started)
 }
 
 // execTarget finds the process to join and the process description to start from: the
@@ -391,7 +391,7 @@ func forkInNamespaces(pid int, cmd *exec.Cmd, self, userns *os.File) (*exec.Cmd,
 		return cmd, forkJoinerInUserns(cmd, self, userns)
 	}
 	if into != "" {
-		return startIntoCgroup(cmd, into)
+		return startIntoCgroup(cmd, into, (*exec.Cmd).Start)
 	}
 	return cmd, cmd.Start()
 }

@@ -2,10 +2,10 @@ package runtime
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"unsafe"
 
-	seccomp "github.com/elastic/go-seccomp-bpf"
-	"github.com/elastic/go-seccomp-bpf/arch"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -43,37 +43,171 @@ func seccompFor(spec *specs.Spec) *specs.LinuxSeccomp {
 // default action when that denies, and by killing the process when the default allows
 // (what libseccomp does for an architecture a filter does not list), so a denylist cannot
 // be sidestepped through the other table. x32 syscalls (x86_64's arch, bit 30 set in the
-// number) get ENOSYS from the library's own check.
+// number) get ENOSYS.
 func SeccompProgram(s *specs.LinuxSeccomp) ([]bpf.Instruction, error) {
 	p, err := seccompPolicy(s)
 	if err != nil {
 		return nil, err
 	}
-	return program(p)
+	return p.program(), nil
 }
 
-// program assembles a policy behind the architecture guard (see SeccompProgram).
-func program(p *seccomp.Policy) ([]bpf.Instruction, error) {
-	prog, err := p.Assemble()
-	if err != nil {
-		return nil, err
-	}
-	badArch := p.DefaultAction
-	switch badArch {
-	case seccomp.ActionAllow, seccomp.ActionLog:
-		badArch = seccomp.ActionKillProcess
-	case seccomp.ActionErrno:
-		badArch |= seccomp.Action(unix.EPERM) // bare, the library's default means EPERM
-	}
-	guard := []bpf.Instruction{
-		bpf.LoadAbsolute{Off: 4, Size: 4}, // seccomp_data.arch
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(arch.X86_64.ID), SkipTrue: 1},
-		bpf.RetConstant{Val: uint32(badArch)},
-	}
-	return append(guard, prog...), nil
+// scPolicy is a seccomp profile reduced to what its filter checks: the rules in the
+// profile's order (the first that matches decides), then the default.
+type scPolicy struct {
+	def   uint32 // SECCOMP_RET_* with its errno
+	rules []scRule
 }
 
-func seccompPolicy(s *specs.LinuxSeccomp) (*seccomp.Policy, error) {
+// scRule matches any of its syscalls when all its conditions hold.
+type scRule struct {
+	action uint32
+	nrs    []uint32
+	conds  []specs.LinuxSeccompArg
+}
+
+// seccomp_data: the syscall number, the audit arch, then six 64-bit arguments, which an
+// x86_64 kernel stores little-endian (low half first).
+const (
+	scNrOff   = 0
+	scArchOff = 4
+	scArgOff  = 16
+	scX32Bit  = 0x40000000 // __X32_SYSCALL_BIT
+)
+
+// program assembles the filter: for each rule a compare per syscall, every jump short
+// (BPF's conditional jumps reach 255 instructions ahead), so no label resolution is
+// needed. A rule with conditions loads the arguments into the accumulator: the syscall
+// number is loaded again after it. (go-seccomp-bpf, used before, did not, so after a
+// failed condition the later rules compared an argument with their syscall numbers:
+// Docker's personality(0xffffffff) was refused.)
+func (p *scPolicy) program() []bpf.Instruction {
+	badArch := p.def
+	switch badArch & unix.SECCOMP_RET_ACTION_FULL {
+	case unix.SECCOMP_RET_ALLOW, unix.SECCOMP_RET_LOG:
+		badArch = unix.SECCOMP_RET_KILL_PROCESS
+	}
+	prog := []bpf.Instruction{
+		bpf.LoadAbsolute{Off: scArchOff, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.AUDIT_ARCH_X86_64, SkipTrue: 1},
+		bpf.RetConstant{Val: badArch},
+		bpf.LoadAbsolute{Off: scNrOff, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: scX32Bit, SkipFalse: 1},
+		bpf.RetConstant{Val: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)},
+	}
+	for _, r := range p.rules {
+		if len(r.conds) == 0 {
+			// Compares that jump to one shared return, in chunks it stays in reach of.
+			for nrs := r.nrs; len(nrs) > 0; {
+				k := min(len(nrs), 255)
+				for i, nr := range nrs[:k] {
+					j := bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipTrue: uint8(k - 1 - i)}
+					if i == k-1 {
+						j.SkipFalse = 1
+					}
+					prog = append(prog, j)
+				}
+				prog = append(prog, bpf.RetConstant{Val: r.action})
+				nrs = nrs[k:]
+			}
+			continue
+		}
+		check := conditions(r.conds, r.action)
+		for _, nr := range r.nrs {
+			prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipFalse: uint8(len(check))})
+			prog = append(prog, check...)
+		}
+	}
+	return append(prog, bpf.RetConstant{Val: p.def})
+}
+
+// conditions is the code that returns action when every condition holds and otherwise
+// reloads the syscall number and goes on after itself. Each condition compares a 64-bit
+// argument in two 32-bit halves: "ok" goes on to the next condition, "fail" to the end.
+func conditions(conds []specs.LinuxSeccompArg, action uint32) []bpf.Instruction {
+	var code []bpf.Instruction
+	// Jumps to resolve, as index<<1 | 1 for the taken side, 0 for the other.
+	var fails, oks []int
+	// jmp appends a conditional jump. Each side goes to "next" (falls through), "ok" or
+	// "fail".
+	jmp := func(cond bpf.JumpTest, val uint32, onTrue, onFalse string) {
+		at := len(code)
+		code = append(code, bpf.JumpIf{Cond: cond, Val: val})
+		for _, side := range []struct {
+			to    string
+			taken bool
+		}{{onTrue, true}, {onFalse, false}} {
+			switch side.to {
+			case "ok":
+				oks = append(oks, at<<1|b2i(side.taken))
+			case "fail":
+				fails = append(fails, at<<1|b2i(side.taken))
+			}
+		}
+	}
+	setSkip := func(ref, target int) {
+		at, taken := ref>>1, ref&1 == 1
+		j := code[at].(bpf.JumpIf)
+		skip := uint8(target - at - 1)
+		if taken {
+			j.SkipTrue = skip
+		} else {
+			j.SkipFalse = skip
+		}
+		code[at] = j
+	}
+	for _, c := range conds {
+		hi, lo := uint32(c.Value>>32), uint32(c.Value)
+		ldHi := bpf.LoadAbsolute{Off: scArgOff + 8*uint32(c.Index) + 4, Size: 4}
+		ldLo := bpf.LoadAbsolute{Off: scArgOff + 8*uint32(c.Index), Size: 4}
+		code = append(code, ldHi)
+		switch c.Op {
+		case specs.OpEqualTo:
+			jmp(bpf.JumpEqual, hi, "next", "fail")
+			code = append(code, ldLo)
+			jmp(bpf.JumpEqual, lo, "ok", "fail")
+		case specs.OpNotEqual:
+			jmp(bpf.JumpEqual, hi, "next", "ok")
+			code = append(code, ldLo)
+			jmp(bpf.JumpEqual, lo, "fail", "ok")
+		case specs.OpGreaterThan, specs.OpGreaterEqual, specs.OpLessThan, specs.OpLessEqual:
+			// Decided by the high halves unless they are equal, then by the low halves.
+			strict, loose := bpf.JumpGreaterThan, map[specs.LinuxSeccompOperator]bpf.JumpTest{
+				specs.OpGreaterThan: bpf.JumpGreaterThan, specs.OpGreaterEqual: bpf.JumpGreaterOrEqual,
+				specs.OpLessThan: bpf.JumpLessThan, specs.OpLessEqual: bpf.JumpLessOrEqual}[c.Op]
+			if c.Op == specs.OpLessThan || c.Op == specs.OpLessEqual {
+				strict = bpf.JumpLessThan
+			}
+			jmp(strict, hi, "ok", "next")
+			jmp(bpf.JumpEqual, hi, "next", "fail")
+			code = append(code, ldLo)
+			jmp(loose, lo, "ok", "fail")
+		case specs.OpMaskedEqual: // (arg & value) == 0, the only form seccompCondition lets through
+			jmp(bpf.JumpBitsSet, hi, "fail", "next")
+			code = append(code, ldLo)
+			jmp(bpf.JumpBitsSet, lo, "fail", "ok")
+		}
+		// "ok" is the next condition, which starts here.
+		for _, ref := range oks {
+			setSkip(ref, len(code))
+		}
+		oks = oks[:0]
+	}
+	code = append(code, bpf.RetConstant{Val: action})
+	for _, ref := range fails {
+		setSkip(ref, len(code))
+	}
+	return append(code, bpf.LoadAbsolute{Off: scNrOff, Size: 4})
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func seccompPolicy(s *specs.LinuxSeccomp) (*scPolicy, error) {
 	if s.ListenerPath != "" || s.ListenerMetadata != "" {
 		return nil, fmt.Errorf("linux.seccomp.listenerPath is not supported")
 	}
@@ -95,106 +229,94 @@ func seccompPolicy(s *specs.LinuxSeccomp) (*seccomp.Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("linux.seccomp.defaultAction: %w", err)
 	}
-	switch def {
-	case seccomp.ActionErrno | 1:
-		def = seccomp.ActionErrno // the library's default action takes no errno: it means EPERM
-	case seccomp.ActionAllow, seccomp.ActionKillThread, seccomp.ActionKillProcess, seccomp.ActionTrap, seccomp.ActionLog:
-	default:
+	if def&unix.SECCOMP_RET_ACTION_FULL == unix.SECCOMP_RET_ERRNO && def != unix.SECCOMP_RET_ERRNO|uint32(unix.EPERM) {
 		return nil, fmt.Errorf("linux.seccomp.defaultAction %s with errno %d is not supported (only EPERM)", s.DefaultAction, def&0xffff)
 	}
-	p := &seccomp.Policy{DefaultAction: def}
-	table := arch.X86_64.SyscallNames
+	p := &scPolicy{def: def}
 	for i, sc := range s.Syscalls {
 		act, err := seccompAction(sc.Action, sc.ErrnoRet)
 		if err != nil {
 			return nil, fmt.Errorf("linux.seccomp.syscalls[%d]: %w", i, err)
 		}
-		conds := make(seccomp.ArgumentConditions, 0, len(sc.Args))
+		if len(sc.Args) > 6 {
+			// As libseccomp: one comparison per argument. It also keeps every jump short.
+			return nil, fmt.Errorf("linux.seccomp.syscalls[%d] %v: %d argument conditions, at most 6", i, sc.Names, len(sc.Args))
+		}
 		for _, a := range sc.Args {
-			c, err := seccompCondition(a)
-			if err != nil {
+			if err := seccompCondition(a); err != nil {
 				return nil, fmt.Errorf("linux.seccomp.syscalls[%d] %v: %w", i, sc.Names, err)
 			}
-			conds = append(conds, c)
 		}
-		g := seccomp.SyscallGroup{Action: act}
-		seen := map[string]bool{}
+		r := scRule{action: act, conds: sc.Args}
 		for _, n := range sc.Names {
 			// Names this architecture lacks (chown32, …) are skipped, as libseccomp does.
-			if _, ok := table[n]; !ok || seen[n] {
-				continue
-			}
-			seen[n] = true
-			if len(conds) == 0 {
-				g.Names = append(g.Names, n)
-			} else {
-				g.NamesWithCondtions = append(g.NamesWithCondtions, seccomp.NameWithConditions{Name: n, Conditions: conds})
+			if nr, ok := syscallNumber(n); ok && !slices.Contains(r.nrs, nr) {
+				r.nrs = append(r.nrs, nr)
 			}
 		}
-		if len(g.Names)+len(g.NamesWithCondtions) > 0 {
-			p.Syscalls = append(p.Syscalls, g)
+		if len(r.nrs) > 0 {
+			p.rules = append(p.rules, r)
 		}
-	}
-	if len(p.Syscalls) == 0 {
-		// The library wants one group; a rule that never matches keeps the default for all.
-		p.Syscalls = []seccomp.SyscallGroup{{Action: def, Names: []string{"getpid"}}}
 	}
 	return p, nil
 }
 
-func seccompAction(a specs.LinuxSeccompAction, errno *uint) (seccomp.Action, error) {
+// syscallNumber looks a syscall name up in the x86_64 table.
+func syscallNumber(name string) (uint32, bool) {
+	i, ok := slices.BinarySearchFunc(x86_64Syscalls[:], name, func(e struct {
+		name string
+		nr   uint16
+	}, n string) int {
+		return strings.Compare(e.name, n)
+	})
+	if !ok {
+		return 0, false
+	}
+	return uint32(x86_64Syscalls[i].nr), true
+}
+
+// seccompAction is the SECCOMP_RET_* value of an action, with its errno.
+func seccompAction(a specs.LinuxSeccompAction, errno *uint) (uint32, error) {
 	switch a {
 	case specs.ActAllow:
-		return seccomp.ActionAllow, nil
+		return unix.SECCOMP_RET_ALLOW, nil
 	case specs.ActErrno:
-		e := uint(1) // EPERM, as runc when errnoRet is absent
+		e := uint(unix.EPERM) // as runc when errnoRet is absent
 		if errno != nil {
 			e = *errno
 		}
 		if e > 0xffff {
 			return 0, fmt.Errorf("errnoRet %d is out of range", e)
 		}
-		return seccomp.ActionErrno | seccomp.Action(e), nil
+		return unix.SECCOMP_RET_ERRNO | uint32(e), nil
 	case specs.ActKill, specs.ActKillThread:
-		return seccomp.ActionKillThread, nil
+		return unix.SECCOMP_RET_KILL_THREAD, nil
 	case specs.ActKillProcess:
-		return seccomp.ActionKillProcess, nil
+		return unix.SECCOMP_RET_KILL_PROCESS, nil
 	case specs.ActTrap:
-		return seccomp.ActionTrap, nil
+		return unix.SECCOMP_RET_TRAP, nil
 	case specs.ActLog:
-		return seccomp.ActionLog, nil
+		return unix.SECCOMP_RET_LOG, nil
 	}
 	return 0, fmt.Errorf("action %q is not supported (SCMP_ACT_ALLOW, _ERRNO, _KILL, _KILL_THREAD, _KILL_PROCESS, _TRAP, _LOG are)", a)
 }
 
-func seccompCondition(a specs.LinuxSeccompArg) (seccomp.Condition, error) {
+// seccompCondition refuses an argument condition the filter cannot check.
+func seccompCondition(a specs.LinuxSeccompArg) error {
 	if a.Index > 5 {
-		return seccomp.Condition{}, fmt.Errorf("argument index %d: a syscall has 6", a.Index)
+		return fmt.Errorf("argument index %d: a syscall has 6", a.Index)
 	}
-	c := seccomp.Condition{Argument: uint32(a.Index), Value: a.Value}
 	switch a.Op {
-	case specs.OpEqualTo:
-		c.Operation = seccomp.Equal
-	case specs.OpNotEqual:
-		c.Operation = seccomp.NotEqual
-	case specs.OpGreaterThan:
-		c.Operation = seccomp.GreaterThan
-	case specs.OpGreaterEqual:
-		c.Operation = seccomp.GreaterOrEqual
-	case specs.OpLessThan:
-		c.Operation = seccomp.LessThan
-	case specs.OpLessEqual:
-		c.Operation = seccomp.LessOrEqual
+	case specs.OpEqualTo, specs.OpNotEqual, specs.OpGreaterThan, specs.OpGreaterEqual, specs.OpLessThan, specs.OpLessEqual:
 	case specs.OpMaskedEqual:
-		// (arg & value) == valueTwo; only the "none of these bits" form has a BPF builder.
+		// (arg & value) == valueTwo; only the "none of these bits" form is implemented.
 		if a.ValueTwo != 0 {
-			return c, fmt.Errorf("SCMP_CMP_MASKED_EQ with valueTwo %d is not supported (only 0)", a.ValueTwo)
+			return fmt.Errorf("SCMP_CMP_MASKED_EQ with valueTwo %d is not supported (only 0)", a.ValueTwo)
 		}
-		c.Operation = seccomp.BitsNotSet
 	default:
-		return c, fmt.Errorf("comparison %q is not supported", a.Op)
+		return fmt.Errorf("comparison %q is not supported", a.Op)
 	}
-	return c, nil
+	return nil
 }
 
 // loadSeccomp installs the filter on the calling thread, the one that will execve the
@@ -209,16 +331,12 @@ func loadSeccomp(s *specs.LinuxSeccomp, docker bool) error {
 		what = "Docker's default seccomp profile"
 	}
 	n := 0
-	for _, g := range p.Syscalls {
-		n += len(g.Names) + len(g.NamesWithCondtions)
+	for _, r := range p.rules {
+		n += len(r.nrs)
 	}
 	trace.Step(fmt.Sprintf("load %s: %d syscall rules, every other syscall gets %s (and every syscall of another architecture is refused)", what, n, s.DefaultAction),
 		"seccomp(SECCOMP_SET_MODE_FILTER, 0, BPF program)")
-	prog, err := program(p)
-	if err != nil {
-		return err
-	}
-	raw, err := bpf.Assemble(prog)
+	raw, err := bpf.Assemble(p.program())
 	if err != nil {
 		return fmt.Errorf("seccomp: %w", err)
 	}

@@ -66,6 +66,7 @@ func TestSeccompUnsupportedIsAnError(t *testing.T) {
 		"listener": {DefaultAction: specs.ActAllow, ListenerPath: "/run/x.sock"},
 		"masked":   {DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{{Names: []string{"clone"}, Action: specs.ActErrno, Args: []specs.LinuxSeccompArg{{Index: 0, Value: 3, ValueTwo: 1, Op: specs.OpMaskedEqual}}}}},
 		"arch":     {DefaultAction: specs.ActAllow, Architectures: []specs.Arch{specs.ArchAARCH64}},
+		"7 args":   {DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{{Names: []string{"clone"}, Action: specs.ActErrno, Args: make([]specs.LinuxSeccompArg, 7)}}},
 	} {
 		_, b := bundleRunning(t, "echo should-not-run")
 		testutil.EditBundle(t, b, func(s *specs.Spec) { s.Linux.Seccomp = sc })
@@ -101,20 +102,7 @@ func TestSeccompOtherArchitectures(t *testing.T) {
 		retKill    = 0x80000000 // SECCOMP_RET_KILL_PROCESS
 		retErrno   = 0x00050000
 	)
-	run := func(prog []bpf.Instruction, arch, nr uint32) uint32 {
-		vm, err := bpf.NewVM(prog)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data := make([]byte, 64) // struct seccomp_data, in the VM's (network) byte order
-		binary.BigEndian.PutUint32(data[0:], nr)
-		binary.BigEndian.PutUint32(data[4:], arch)
-		ret, err := vm.Run(data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return uint32(ret)
-	}
+	run := seccompRun(t)
 	eperm := uint(1)
 	deny, err := runtime.SeccompProgram(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow,
 		Syscalls: []specs.LinuxSyscall{{Names: []string{"unshare"}, Action: specs.ActErrno, ErrnoRet: &eperm}}})
@@ -140,8 +128,91 @@ func TestSeccompOtherArchitectures(t *testing.T) {
 		{"docker: i386 getpid", docker, archI386, 20, retErrno | 1},
 		{"docker: x32 getpid", docker, archX86_64, x32Bit | 39, retErrno | 38},
 	} {
-		if got := run(c.prog, c.arch, c.nr); got != c.want {
+		if got := run(c.prog, c.arch, c.nr, 0); got != c.want {
 			t.Errorf("%s: filter returns %#x, want %#x", c.name, got, c.want)
+		}
+	}
+}
+
+// seccompRun runs a filter in x/net/bpf's VM on the seccomp_data the kernel would pass for
+// a syscall with arg0 as its first argument, and returns the filter's verdict.
+func seccompRun(t *testing.T) func(prog []bpf.Instruction, arch, nr uint32, arg0 uint64) uint32 {
+	return func(prog []bpf.Instruction, arch, nr uint32, arg0 uint64) uint32 {
+		vm, err := bpf.NewVM(prog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// struct seccomp_data in the VM's (network) byte order; an x86_64 kernel stores a
+		// 64-bit argument low half first.
+		data := make([]byte, 64)
+		binary.BigEndian.PutUint32(data[0:], nr)
+		binary.BigEndian.PutUint32(data[4:], arch)
+		binary.BigEndian.PutUint32(data[16:], uint32(arg0))
+		binary.BigEndian.PutUint32(data[20:], uint32(arg0>>32))
+		ret, err := vm.Run(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return uint32(ret)
+	}
+}
+
+// Argument conditions: every persona Docker's profile allows gets through, whichever rule
+// lists it, and nothing else does; a 64-bit value is compared whole.
+func TestSeccompArgumentConditions(t *testing.T) {
+	const (
+		archX86_64  = 0xc000003e
+		personality = 135
+		retAllow    = 0x7fff0000
+		retEPERM    = 0x00050001
+	)
+	run := seccompRun(t)
+	docker, err := runtime.SeccompProgram(runtime.DockerSeccomp(testutil.DockerCaps))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for arg, want := range map[uint64]uint32{
+		0: retAllow, 8: retAllow, 0x20000: retAllow, 0x20008: retAllow, 0xffffffff: retAllow,
+		5: retEPERM, 39: retEPERM, 0x100000000: retEPERM, 0x1_0000_0008: retEPERM,
+	} {
+		if got := run(docker, archX86_64, personality, arg); got != want {
+			t.Errorf("docker: personality(%#x): filter returns %#x, want %#x", arg, got, want)
+		}
+	}
+	// Each comparison, on a value with both halves set.
+	const v = 0x1_0000_0005
+	for _, c := range []struct {
+		op   specs.LinuxSeccompOperator
+		args map[uint64]bool // the argument, whether the rule matches
+	}{
+		{specs.OpEqualTo, map[uint64]bool{v: true, 5: false, 0x1_0000_0000: false}},
+		{specs.OpNotEqual, map[uint64]bool{v: false, 5: true, 0x2_0000_0005: true}},
+		{specs.OpGreaterThan, map[uint64]bool{v: false, v + 1: true, 0x2_0000_0000: true, 0xffffffff: false}},
+		{specs.OpGreaterEqual, map[uint64]bool{v: true, v - 1: false, 0x2_0000_0000: true, 6: false}},
+		{specs.OpLessThan, map[uint64]bool{v: false, v - 1: true, 0xffffffff: true, 0x2_0000_0000: false}},
+		{specs.OpLessEqual, map[uint64]bool{v: true, v + 1: false, 6: true, 0x2_0000_0000: false}},
+		{specs.OpMaskedEqual, map[uint64]bool{0: true, 2: true, 1: false, 0x1_0000_0000: false, 0x2_0000_0002: true}},
+	} {
+		eperm := uint(1)
+		prog, err := runtime.SeccompProgram(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+			{Names: []string{"getpid"}, Action: specs.ActErrno, ErrnoRet: &eperm, Args: []specs.LinuxSeccompArg{{Index: 0, Value: v, Op: c.op}}},
+			{Names: []string{"gettid"}, Action: specs.ActErrno, ErrnoRet: &eperm},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for arg, match := range c.args {
+			want := uint32(retAllow)
+			if match {
+				want = retEPERM
+			}
+			if got := run(prog, archX86_64, 39, arg); got != want {
+				t.Errorf("getpid with %s %#x, arg %#x: filter returns %#x, want %#x", c.op, uint64(v), arg, got, want)
+			}
+			// A rule after one whose conditions failed still sees the syscall number.
+			if got := run(prog, archX86_64, 186, arg); got != retEPERM {
+				t.Errorf("gettid after a %s rule, arg %#x: filter returns %#x, want EPERM", c.op, arg, got)
+			}
 		}
 	}
 }
