@@ -53,7 +53,8 @@ func SeccompProgram(s *specs.LinuxSeccomp) ([]bpf.Instruction, error) {
 }
 
 // scPolicy is a seccomp profile reduced to what its filter checks: the rules in the
-// profile's order (the first that matches decides), then the default.
+// profile's order (the first that matches decides), then the default. seccompPolicy
+// arranges them so that first match gives what runc with libseccomp gives.
 type scPolicy struct {
 	def   uint32 // SECCOMP_RET_* with its errno
 	rules []scRule
@@ -238,26 +239,62 @@ func seccompPolicy(s *specs.LinuxSeccomp) (*scPolicy, error) {
 		if err != nil {
 			return nil, fmt.Errorf("linux.seccomp.syscalls[%d]: %w", i, err)
 		}
-		if len(sc.Args) > 6 {
-			// As libseccomp: one comparison per argument. It also keeps every jump short.
-			return nil, fmt.Errorf("linux.seccomp.syscalls[%d] %v: %d argument conditions, at most 6", i, sc.Names, len(sc.Args))
-		}
+		var twice bool // an argument compared more than once
+		var seen [6]bool
 		for _, a := range sc.Args {
 			if err := seccompCondition(a); err != nil {
 				return nil, fmt.Errorf("linux.seccomp.syscalls[%d] %v: %w", i, sc.Names, err)
 			}
+			twice = twice || seen[a.Index]
+			seen[a.Index] = true
 		}
-		r := scRule{action: act, conds: sc.Args}
+		if act == def {
+			// As runc: a rule that says what the default says is dropped (libseccomp refuses
+			// it), so it cannot shadow another rule for the same syscall.
+			continue
+		}
+		var nrs []uint32
 		for _, n := range sc.Names {
 			// Names this architecture lacks (chown32, …) are skipped, as libseccomp does.
-			if nr, ok := syscallNumber(n); ok && !slices.Contains(r.nrs, nr) {
-				r.nrs = append(r.nrs, nr)
+			if nr, ok := syscallNumber(n); ok && !slices.Contains(nrs, nr) {
+				nrs = append(nrs, nr)
 			}
 		}
-		if len(r.nrs) > 0 {
-			p.rules = append(p.rules, r)
+		if len(nrs) == 0 {
+			continue
+		}
+		if twice {
+			// libseccomp compares an argument once per rule; runc then makes one rule of each
+			// condition, so they are ORed: [arg0 == 1, arg0 == 2] matches either.
+			for _, a := range sc.Args {
+				p.rules = append(p.rules, scRule{action: act, nrs: nrs, conds: []specs.LinuxSeccompArg{a}})
+			}
+			continue
+		}
+		p.rules = append(p.rules, scRule{action: act, nrs: nrs, conds: sc.Args})
+	}
+	// libseccomp: a syscall's first unconditional rule decides it, wherever its conditional
+	// rules are (a later one is dropped, an earlier one cleared). First match gives the same
+	// once those syscalls leave the conditional rules.
+	uncond := map[uint32]bool{}
+	for _, r := range p.rules {
+		if len(r.conds) == 0 {
+			for _, nr := range r.nrs {
+				uncond[nr] = true
+			}
 		}
 	}
+	rules := p.rules[:0]
+	for _, r := range p.rules {
+		if len(r.conds) > 0 {
+			// A copy: the rules split from one entry share their syscall list.
+			r.nrs = slices.DeleteFunc(slices.Clone(r.nrs), func(nr uint32) bool { return uncond[nr] })
+		}
+		if len(r.nrs) > 0 {
+			rules = append(rules, r)
+		}
+	}
+	p.rules = rules
 	return p, nil
 }
 

@@ -66,7 +66,7 @@ func TestSeccompUnsupportedIsAnError(t *testing.T) {
 		"listener": {DefaultAction: specs.ActAllow, ListenerPath: "/run/x.sock"},
 		"masked":   {DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{{Names: []string{"clone"}, Action: specs.ActErrno, Args: []specs.LinuxSeccompArg{{Index: 0, Value: 3, ValueTwo: 1, Op: specs.OpMaskedEqual}}}}},
 		"arch":     {DefaultAction: specs.ActAllow, Architectures: []specs.Arch{specs.ArchAARCH64}},
-		"7 args":   {DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{{Names: []string{"clone"}, Action: specs.ActErrno, Args: make([]specs.LinuxSeccompArg, 7)}}},
+		"operator": {DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{{Names: []string{"clone"}, Action: specs.ActErrno, Args: []specs.LinuxSeccompArg{{Index: 0, Op: "SCMP_CMP_FOO"}}}}},
 	} {
 		_, b := bundleRunning(t, "echo should-not-run")
 		testutil.EditBundle(t, b, func(s *specs.Spec) { s.Linux.Seccomp = sc })
@@ -213,6 +213,119 @@ func TestSeccompArgumentConditions(t *testing.T) {
 			if got := run(prog, archX86_64, 186, arg); got != retEPERM {
 				t.Errorf("gettid after a %s rule, arg %#x: filter returns %#x, want EPERM", c.op, arg, got)
 			}
+		}
+	}
+}
+
+// Which rule decides when several name one syscall: what runc gets from libseccomp, not
+// simply the first rule that matches. runc drops a rule whose action is the default's;
+// libseccomp lets a syscall's unconditional rule override its conditional ones wherever
+// they stand; runc makes conditions on one argument separate rules, so they are ORed.
+func TestSeccompRulePrecedence(t *testing.T) {
+	const (
+		archX86_64 = 0xc000003e
+		getpid     = 39
+		getppid    = 110
+		gettid     = 186
+		socket     = 41
+		retAllow   = 0x7fff0000
+		retKill    = 0x80000000
+		retEPERM   = 0x00050001
+	)
+	eperm := uint(1)
+	eq := func(v uint64) specs.LinuxSeccompArg {
+		return specs.LinuxSeccompArg{Index: 0, Value: v, Op: specs.OpEqualTo}
+	}
+	run := seccompRun(t)
+	for _, c := range []struct {
+		name    string
+		profile specs.LinuxSeccomp
+		nr      uint32
+		arg0    uint64
+		want    uint32
+	}{
+		{"a later unconditional kill overrides a conditional allow",
+			specs.LinuxSeccomp{DefaultAction: specs.ActErrno, DefaultErrnoRet: &eperm, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"getpid"}, Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{eq(1)}},
+				{Names: []string{"getpid"}, Action: specs.ActKillProcess},
+			}}, getpid, 1, retKill},
+		{"an earlier unconditional errno stays over a later conditional allow",
+			specs.LinuxSeccomp{DefaultAction: specs.ActKillProcess, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"getppid", "gettid"}, Action: specs.ActErrno, ErrnoRet: &eperm},
+				{Names: []string{"getppid"}, Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{eq(1)}},
+			}}, getppid, 1, retEPERM},
+		{"a rule restating the default does not shadow a later one",
+			specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"gettid"}, Action: specs.ActAllow},
+				{Names: []string{"gettid"}, Action: specs.ActErrno, ErrnoRet: &eperm},
+			}}, gettid, 0, retEPERM},
+		{"conditional rules of other syscalls still apply",
+			specs.LinuxSeccomp{DefaultAction: specs.ActErrno, DefaultErrnoRet: &eperm, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"getpid", "gettid"}, Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{eq(1)}},
+				{Names: []string{"getpid"}, Action: specs.ActKillProcess},
+			}}, gettid, 1, retAllow},
+	} {
+		prog, err := runtime.SeccompProgram(&c.profile)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := run(prog, archX86_64, c.nr, c.arg0); got != c.want {
+			t.Errorf("%s: filter returns %#x, want %#x", c.name, got, c.want)
+		}
+	}
+
+	// One argument compared twice: either condition matches. Seven of them are fine.
+	deny, err := runtime.SeccompProgram(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+		{Names: []string{"socket"}, Action: specs.ActErrno, ErrnoRet: &eperm,
+			Args: []specs.LinuxSeccompArg{eq(16), eq(17), eq(40), eq(41), eq(42), eq(43), eq(44)}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for arg, want := range map[uint64]uint32{16: retEPERM, 17: retEPERM, 44: retEPERM, 2: retAllow, 10: retAllow} {
+		if got := run(deny, archX86_64, socket, arg); got != want {
+			t.Errorf("socket(%d) with a rule on arg0 == 16, 17, 40…44: filter returns %#x, want %#x", arg, got, want)
+		}
+	}
+}
+
+// Docker's profile for a container with and without CAP_SYS_ADMIN: the clone and clone3
+// rules that depend on it, as dockerd and runc apply them.
+func TestSeccompDockerCapabilities(t *testing.T) {
+	const (
+		archX86_64   = 0xc000003e
+		clone        = 56
+		clone3       = 435
+		unshare      = 272
+		cloneNewUser = 0x10000000
+		sigchld      = 17
+		retAllow     = 0x7fff0000
+		retEPERM     = 0x00050001
+		retENOSYS    = 0x00050026
+	)
+	run := seccompRun(t)
+	admin := append([]string{"CAP_SYS_ADMIN"}, testutil.DockerCaps...)
+	for _, c := range []struct {
+		caps     []string
+		nr       uint32
+		arg0     uint64
+		want     uint32
+		scenario string
+	}{
+		{testutil.DockerCaps, clone, sigchld, retAllow, "fork"},
+		{testutil.DockerCaps, clone, cloneNewUser | sigchld, retEPERM, "clone(CLONE_NEWUSER)"},
+		{testutil.DockerCaps, clone3, 0, retENOSYS, "clone3"},
+		{testutil.DockerCaps, unshare, cloneNewUser, retEPERM, "unshare"},
+		{admin, clone, cloneNewUser | sigchld, retAllow, "clone(CLONE_NEWUSER) with CAP_SYS_ADMIN"},
+		{admin, clone3, 0, retAllow, "clone3 with CAP_SYS_ADMIN"},
+		{admin, unshare, cloneNewUser, retAllow, "unshare with CAP_SYS_ADMIN"},
+	} {
+		prog, err := runtime.SeccompProgram(runtime.DockerSeccomp(c.caps))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := run(prog, archX86_64, c.nr, c.arg0); got != c.want {
+			t.Errorf("docker: %s: filter returns %#x, want %#x", c.scenario, got, c.want)
 		}
 	}
 }
