@@ -49,8 +49,12 @@ func SeccompProgram(s *specs.LinuxSeccomp) ([]bpf.Instruction, error) {
 	if err != nil {
 		return nil, err
 	}
-	return p.program(), nil
+	return p.program()
 }
+
+// scMaxInsns is BPF_MAXINSNS, the most the kernel loads (sock_fprog's length is 16 bits:
+// a longer program must not reach it truncated).
+const scMaxInsns = 4096
 
 // scPolicy is a seccomp profile reduced to what its filter checks: the rules in the
 // profile's order (the first that matches decides), then the default. seccompPolicy
@@ -82,7 +86,7 @@ const (
 // number is loaded again after it. (go-seccomp-bpf, used before, did not, so after a
 // failed condition the later rules compared an argument with their syscall numbers:
 // Docker's personality(0xffffffff) was refused.)
-func (p *scPolicy) program() []bpf.Instruction {
+func (p *scPolicy) program() ([]bpf.Instruction, error) {
 	badArch := p.def
 	switch badArch & unix.SECCOMP_RET_ACTION_FULL {
 	case unix.SECCOMP_RET_ALLOW, unix.SECCOMP_RET_LOG:
@@ -119,7 +123,12 @@ func (p *scPolicy) program() []bpf.Instruction {
 			prog = append(prog, check...)
 		}
 	}
-	return append(prog, bpf.RetConstant{Val: p.def})
+	prog = append(prog, bpf.RetConstant{Val: p.def})
+	if len(prog) > scMaxInsns {
+		// Each syscall of a rule with conditions costs up to 32 instructions.
+		return nil, fmt.Errorf("linux.seccomp: the filter takes %d BPF instructions, the kernel loads at most %d", len(prog), scMaxInsns)
+	}
+	return prog, nil
 }
 
 // conditions is the code that returns action when every condition holds and otherwise
@@ -373,7 +382,11 @@ func loadSeccomp(s *specs.LinuxSeccomp, docker bool) error {
 	}
 	trace.Step(fmt.Sprintf("load %s: %d syscall rules, every other syscall gets %s (and every syscall of another architecture is refused)", what, n, s.DefaultAction),
 		"seccomp(SECCOMP_SET_MODE_FILTER, 0, BPF program)")
-	raw, err := bpf.Assemble(p.program())
+	prog, err := p.program()
+	if err != nil {
+		return err
+	}
+	raw, err := bpf.Assemble(prog)
 	if err != nil {
 		return fmt.Errorf("seccomp: %w", err)
 	}

@@ -61,7 +61,18 @@ func TestSeccompFromConfig(t *testing.T) {
 }
 
 func TestSeccompUnsupportedIsAnError(t *testing.T) {
+	// Docker's allowlist, each syscall with a condition on every argument: over 4096
+	// instructions, more than the kernel loads.
+	var six []specs.LinuxSeccompArg
+	for i := range 6 {
+		six = append(six, specs.LinuxSeccompArg{Index: uint(i), Value: 1, Op: specs.OpEqualTo})
+	}
+	huge := []specs.LinuxSyscall{{Names: runtime.DockerSeccomp(nil).Syscalls[0].Names, Action: specs.ActErrno, Args: six}}
+	if _, err := runtime.SeccompProgram(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: huge}); err == nil || !strings.Contains(err.Error(), "at most 4096") {
+		t.Errorf("a filter over 4096 instructions: %v, want an error that says so", err)
+	}
 	for name, sc := range map[string]*specs.LinuxSeccomp{
+		"too long": {DefaultAction: specs.ActAllow, Syscalls: huge},
 		"action":   {DefaultAction: "SCMP_ACT_NOTIFY"},
 		"listener": {DefaultAction: specs.ActAllow, ListenerPath: "/run/x.sock"},
 		"masked":   {DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{{Names: []string{"clone"}, Action: specs.ActErrno, Args: []specs.LinuxSeccompArg{{Index: 0, Value: 3, ValueTwo: 1, Op: specs.OpMaskedEqual}}}}},
