@@ -222,6 +222,12 @@ func execProcess(spec *specs.Spec) error {
 	if p.User.Umask != nil {
 		unix.Umask(int(*p.User.Umask))
 	}
+	// Nothing of nsrun's may reach the container (CVE-2024-21626): every fd past stdio
+	// closes on exec, including the error pipe, whose closing tells the parent we made it.
+	// Before the seccomp filter, as runc: a profile need not allow close_range.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("close_range: %w", err)
+	}
 	// Installing a filter needs CAP_SYS_ADMIN or no_new_privs. Without no_new_privs, load it
 	// while the init still has every capability; with it, as late as possible, so the
 	// filter sees only the final execve (runc's order).
@@ -239,11 +245,6 @@ func execProcess(spec *specs.Spec) error {
 		if err := loadSeccomp(filter, docker); err != nil {
 			return err
 		}
-	}
-	// Nothing of nsrun's may reach the container (CVE-2024-21626): every fd past stdio
-	// closes on exec, including the error pipe, whose closing tells the parent we made it.
-	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		return fmt.Errorf("close_range: %w", err)
 	}
 	trace.Step("exec the container's command: it replaces this process (for nsrun run, the init: PID 1)", trace.Cmd(append([]string{"exec"}, p.Args...)...))
 	err = unix.Exec(path, p.Args, os.Environ())

@@ -60,6 +60,23 @@ func TestSeccompFromConfig(t *testing.T) {
 	}
 }
 
+// Between the filter and the execve nsrun makes only the syscalls runc makes there, so a
+// profile written for runc that leaves out close_range (an allowlist recorded from the
+// application, or Docker's before it listed close_range) still starts the container.
+func TestSeccompProfileWithoutCloseRange(t *testing.T) {
+	_, b := bundleRunning(t, "echo started")
+	eperm := uint(1)
+	testutil.EditBundle(t, b, func(s *specs.Spec) {
+		s.Process.NoNewPrivileges = true
+		s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow,
+			Syscalls: []specs.LinuxSyscall{{Names: []string{"close_range"}, Action: specs.ActErrno, ErrnoRet: &eperm}}}
+	})
+	r := nsrun(t, b)
+	if r.Code != 0 || r.Stdout != "started\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want the container started", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
 func TestSeccompUnsupportedIsAnError(t *testing.T) {
 	// Docker's allowlist, each syscall with a condition on every argument: over 4096
 	// instructions, more than the kernel loads.
