@@ -41,8 +41,8 @@ func seccompFor(spec *specs.Spec) *specs.LinuxSeccomp {
 // this machine, i386 through int 0x80 (its own numbers: a rule for unshare, 272, says
 // nothing about i386's 310), is refused before any rule is looked at: with the profile's
 // default action when that denies, and by killing the process when the default allows
-// (what libseccomp does for an architecture a filter does not list), so a denylist cannot
-// be sidestepped through the other table. x32 syscalls (x86_64's arch, bit 30 set in the
+// (libseccomp kills the thread for an architecture a filter does not list), so a denylist
+// cannot be sidestepped through the other table. x32 syscalls (x86_64's arch, bit 30 set in the
 // number) get ENOSYS.
 func SeccompProgram(s *specs.LinuxSeccomp) ([]bpf.Instruction, error) {
 	p, err := seccompPolicy(s)
@@ -125,14 +125,16 @@ func (p *scPolicy) program() ([]bpf.Instruction, error) {
 	}
 	prog = append(prog, bpf.RetConstant{Val: p.def})
 	if len(prog) > scMaxInsns {
-		// Each syscall of a rule with conditions costs up to 32 instructions.
+		// Each syscall of a rule with conditions costs up to 39 instructions.
 		return nil, fmt.Errorf("linux.seccomp: the filter takes %d BPF instructions, the kernel loads at most %d", len(prog), scMaxInsns)
 	}
 	return prog, nil
 }
 
 // conditions is the code that returns action when every condition holds and otherwise
-// reloads the syscall number and goes on after itself. Each condition compares a 64-bit
+// reloads the syscall number and goes on after itself. There are at most 6 conditions, one
+// per argument (seccompPolicy splits the others into rules of their own): at most 38
+// instructions, so every jump over them is short. Each condition compares a 64-bit
 // argument in two 32-bit halves: "ok" goes on to the next condition, "fail" to the end.
 func conditions(conds []specs.LinuxSeccompArg, action uint32) []bpf.Instruction {
 	var code []bpf.Instruction
@@ -192,10 +194,12 @@ func conditions(conds []specs.LinuxSeccompArg, action uint32) []bpf.Instruction 
 			jmp(bpf.JumpEqual, hi, "next", "fail")
 			code = append(code, ldLo)
 			jmp(loose, lo, "ok", "fail")
-		case specs.OpMaskedEqual: // (arg & value) == 0, the only form seccompCondition lets through
-			jmp(bpf.JumpBitsSet, hi, "fail", "next")
-			code = append(code, ldLo)
-			jmp(bpf.JumpBitsSet, lo, "fail", "ok")
+		case specs.OpMaskedEqual: // (arg & value) == valueTwo
+			hi2, lo2 := uint32(c.ValueTwo>>32), uint32(c.ValueTwo)
+			code = append(code, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: hi})
+			jmp(bpf.JumpEqual, hi2, "next", "fail")
+			code = append(code, ldLo, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: lo})
+			jmp(bpf.JumpEqual, lo2, "ok", "fail")
 		}
 		// "ok" is the next condition, which starts here.
 		for _, ref := range oks {
@@ -238,9 +242,6 @@ func seccompPolicy(s *specs.LinuxSeccomp) (*scPolicy, error) {
 	def, err := seccompAction(s.DefaultAction, s.DefaultErrnoRet)
 	if err != nil {
 		return nil, fmt.Errorf("linux.seccomp.defaultAction: %w", err)
-	}
-	if def&unix.SECCOMP_RET_ACTION_FULL == unix.SECCOMP_RET_ERRNO && def != unix.SECCOMP_RET_ERRNO|uint32(unix.EPERM) {
-		return nil, fmt.Errorf("linux.seccomp.defaultAction %s with errno %d is not supported (only EPERM)", s.DefaultAction, def&0xffff)
 	}
 	p := &scPolicy{def: def}
 	for i, sc := range s.Syscalls {
@@ -353,12 +354,8 @@ func seccompCondition(a specs.LinuxSeccompArg) error {
 		return fmt.Errorf("argument index %d: a syscall has 6", a.Index)
 	}
 	switch a.Op {
-	case specs.OpEqualTo, specs.OpNotEqual, specs.OpGreaterThan, specs.OpGreaterEqual, specs.OpLessThan, specs.OpLessEqual:
-	case specs.OpMaskedEqual:
-		// (arg & value) == valueTwo; only the "none of these bits" form is implemented.
-		if a.ValueTwo != 0 {
-			return fmt.Errorf("SCMP_CMP_MASKED_EQ with valueTwo %d is not supported (only 0)", a.ValueTwo)
-		}
+	case specs.OpEqualTo, specs.OpNotEqual, specs.OpGreaterThan, specs.OpGreaterEqual, specs.OpLessThan, specs.OpLessEqual,
+		specs.OpMaskedEqual:
 	default:
 		return fmt.Errorf("comparison %q is not supported", a.Op)
 	}

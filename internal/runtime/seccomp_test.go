@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"encoding/binary"
+	"slices"
 	"strings"
 	"testing"
 
@@ -92,7 +93,6 @@ func TestSeccompUnsupportedIsAnError(t *testing.T) {
 		"too long": {DefaultAction: specs.ActAllow, Syscalls: huge},
 		"action":   {DefaultAction: "SCMP_ACT_NOTIFY"},
 		"listener": {DefaultAction: specs.ActAllow, ListenerPath: "/run/x.sock"},
-		"masked":   {DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{{Names: []string{"clone"}, Action: specs.ActErrno, Args: []specs.LinuxSeccompArg{{Index: 0, Value: 3, ValueTwo: 1, Op: specs.OpMaskedEqual}}}}},
 		"arch":     {DefaultAction: specs.ActAllow, Architectures: []specs.Arch{specs.ArchAARCH64}},
 		"operator": {DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{{Names: []string{"clone"}, Action: specs.ActErrno, Args: []specs.LinuxSeccompArg{{Index: 0, Op: "SCMP_CMP_FOO"}}}}},
 	} {
@@ -212,18 +212,21 @@ func TestSeccompArgumentConditions(t *testing.T) {
 	for _, c := range []struct {
 		op   specs.LinuxSeccompOperator
 		args map[uint64]bool // the argument, whether the rule matches
+		two  uint64          // valueTwo
 	}{
-		{specs.OpEqualTo, map[uint64]bool{v: true, 5: false, 0x1_0000_0000: false}},
-		{specs.OpNotEqual, map[uint64]bool{v: false, 5: true, 0x2_0000_0005: true}},
-		{specs.OpGreaterThan, map[uint64]bool{v: false, v + 1: true, 0x2_0000_0000: true, 0xffffffff: false}},
-		{specs.OpGreaterEqual, map[uint64]bool{v: true, v - 1: false, 0x2_0000_0000: true, 6: false}},
-		{specs.OpLessThan, map[uint64]bool{v: false, v - 1: true, 0xffffffff: true, 0x2_0000_0000: false}},
-		{specs.OpLessEqual, map[uint64]bool{v: true, v + 1: false, 6: true, 0x2_0000_0000: false}},
-		{specs.OpMaskedEqual, map[uint64]bool{0: true, 2: true, 1: false, 0x1_0000_0000: false, 0x2_0000_0002: true}},
+		{specs.OpEqualTo, map[uint64]bool{v: true, 5: false, 0x1_0000_0000: false}, 0},
+		{specs.OpNotEqual, map[uint64]bool{v: false, 5: true, 0x2_0000_0005: true}, 0},
+		{specs.OpGreaterThan, map[uint64]bool{v: false, v + 1: true, 0x2_0000_0000: true, 0xffffffff: false}, 0},
+		{specs.OpGreaterEqual, map[uint64]bool{v: true, v - 1: false, 0x2_0000_0000: true, 6: false}, 0},
+		{specs.OpLessThan, map[uint64]bool{v: false, v - 1: true, 0xffffffff: true, 0x2_0000_0000: false}, 0},
+		{specs.OpLessEqual, map[uint64]bool{v: true, v + 1: false, 6: true, 0x2_0000_0000: false}, 0},
+		{specs.OpMaskedEqual, map[uint64]bool{0: true, 2: true, 1: false, 0x1_0000_0000: false, 0x2_0000_0002: true}, 0},
+		// (arg & value) == valueTwo: bits 0 and 32 set, the rest of value's bits clear.
+		{specs.OpMaskedEqual, map[uint64]bool{v: false, 0x1_0000_0001: true, 0x3_0000_0003: true, 0x1_0000_0000: false, 1: false}, 0x1_0000_0001},
 	} {
 		eperm := uint(1)
 		prog, err := runtime.SeccompProgram(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
-			{Names: []string{"getpid"}, Action: specs.ActErrno, ErrnoRet: &eperm, Args: []specs.LinuxSeccompArg{{Index: 0, Value: v, Op: c.op}}},
+			{Names: []string{"getpid"}, Action: specs.ActErrno, ErrnoRet: &eperm, Args: []specs.LinuxSeccompArg{{Index: 0, Value: v, ValueTwo: c.two, Op: c.op}}},
 			{Names: []string{"gettid"}, Action: specs.ActErrno, ErrnoRet: &eperm},
 		}})
 		if err != nil {
@@ -235,12 +238,50 @@ func TestSeccompArgumentConditions(t *testing.T) {
 				want = retEPERM
 			}
 			if got := run(prog, archX86_64, 39, arg); got != want {
-				t.Errorf("getpid with %s %#x, arg %#x: filter returns %#x, want %#x", c.op, uint64(v), arg, got, want)
+				t.Errorf("getpid with %s %#x (valueTwo %#x), arg %#x: filter returns %#x, want %#x", c.op, uint64(v), c.two, arg, got, want)
 			}
 			// A rule after one whose conditions failed still sees the syscall number.
 			if got := run(prog, archX86_64, 186, arg); got != retEPERM {
 				t.Errorf("gettid after a %s rule, arg %#x: filter returns %#x, want EPERM", c.op, arg, got)
 			}
+		}
+	}
+}
+
+// The longest conditions (a MASKED_EQ with valueTwo on every argument) on a rule of many
+// syscalls, so the jumps over them are as long as they get; a rule after it; and a default
+// errno other than EPERM (Podman's profile refuses with ENOSYS).
+func TestSeccompLongRules(t *testing.T) {
+	const (
+		archX86_64 = 0xc000003e
+		getpid     = 39
+		gettid     = 186
+		retAllow   = 0x7fff0000
+		retEPERM   = 0x00050001
+		retENOSYS  = 0x00050026
+	)
+	var six []specs.LinuxSeccompArg
+	for i := range 6 {
+		six = append(six, specs.LinuxSeccompArg{Index: uint(i), Value: 0xff, ValueTwo: 0, Op: specs.OpMaskedEqual})
+	}
+	six[0].ValueTwo = 0x10
+	names := append(slices.Clone(runtime.DockerSeccomp(nil).Syscalls[0].Names[:80]), "getpid")
+	enosys, eperm := uint(38), uint(1)
+	prog, err := runtime.SeccompProgram(&specs.LinuxSeccomp{DefaultAction: specs.ActErrno, DefaultErrnoRet: &enosys, Syscalls: []specs.LinuxSyscall{
+		{Names: names, Action: specs.ActAllow, Args: six},
+		{Names: []string{"gettid"}, Action: specs.ActErrno, ErrnoRet: &eperm},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := seccompRun(t)
+	for _, c := range []struct {
+		nr   uint32
+		arg0 uint64
+		want uint32
+	}{{getpid, 0x10, retAllow}, {getpid, 0x110, retAllow}, {getpid, 0x11, retENOSYS}, {getpid, 0, retENOSYS}, {gettid, 0x10, retEPERM}, {1000, 0, retENOSYS}} {
+		if got := run(prog, archX86_64, c.nr, c.arg0); got != c.want {
+			t.Errorf("syscall %d, arg0 %#x: filter returns %#x, want %#x", c.nr, c.arg0, got, c.want)
 		}
 	}
 }
