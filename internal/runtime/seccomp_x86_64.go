@@ -1,9 +1,11 @@
 package runtime
 
 // x86_64Syscalls maps x86_64 syscall names to numbers, sorted by name for a binary search:
-// Linux 6.15's arch/x86/entry/syscalls/syscall_64.tbl, its common and 64-bit entries. An
-// array literal, so it costs no start-up work (a map would be built at every start of
-// nsrun and of its init).
+// arch/x86/entry/syscalls/syscall_64.tbl, its common and 64-bit entries, as far as
+// golang.org/x/sys v0.49.0's SYS_ constants go (rseq_slice_yield, 471). A name missing here
+// is skipped, so a rule refusing a newer syscall would be dropped: keep it current. An array
+// literal, so it costs no start-up work (a map would be built at every start of nsrun and of
+// its init).
 var x86_64Syscalls = [...]struct {
 	name string
 	nr   uint16
@@ -74,6 +76,8 @@ var x86_64Syscalls = [...]struct {
 	{"fcntl", 72},
 	{"fdatasync", 75},
 	{"fgetxattr", 193},
+	{"file_getattr", 468},
+	{"file_setattr", 469},
 	{"finit_module", 313},
 	{"flistxattr", 196},
 	{"flock", 73},
@@ -160,6 +164,7 @@ var x86_64Syscalls = [...]struct {
 	{"linkat", 265},
 	{"listen", 50},
 	{"listmount", 458},
+	{"listns", 470},
 	{"listxattr", 194},
 	{"listxattrat", 465},
 	{"llistxattr", 195},
@@ -270,6 +275,7 @@ var x86_64Syscalls = [...]struct {
 	{"restart_syscall", 219},
 	{"rmdir", 84},
 	{"rseq", 334},
+	{"rseq_slice_yield", 471},
 	{"rt_sigaction", 13},
 	{"rt_sigpending", 127},
 	{"rt_sigprocmask", 14},
@@ -373,6 +379,7 @@ var x86_64Syscalls = [...]struct {
 	{"unlink", 87},
 	{"unlinkat", 263},
 	{"unshare", 272},
+	{"uprobe", 336},
 	{"uretprobe", 335},
 	{"uselib", 134},
 	{"userfaultfd", 323},
