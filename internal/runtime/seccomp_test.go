@@ -61,6 +61,28 @@ func TestSeccompFromConfig(t *testing.T) {
 	}
 }
 
+// Argument conditions on the kernel: the mode argument of chmod (arg1) and fchmodat (arg2),
+// 64-bit values compared in the halves the kernel lays out; two conditions on one argument
+// either match; a leading rule that only restates the default allows nothing more.
+func TestSeccompArgumentsOnTheKernel(t *testing.T) {
+	_, b := bundleRunning(t, "touch /tmp/f; for m in 755 777 700 644; do chmod $m /tmp/f && echo $m-ok || echo $m-blocked; done")
+	eperm := uint(1)
+	modes := func(i uint) []specs.LinuxSeccompArg {
+		return []specs.LinuxSeccompArg{{Index: i, Value: 0o777, Op: specs.OpEqualTo}, {Index: i, Value: 0o700, Op: specs.OpEqualTo}}
+	}
+	testutil.EditBundle(t, b, func(s *specs.Spec) {
+		s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+			{Names: []string{"chmod", "fchmodat", "fchmodat2"}, Action: specs.ActAllow},
+			{Names: []string{"chmod"}, Action: specs.ActErrno, ErrnoRet: &eperm, Args: modes(1)},
+			{Names: []string{"fchmodat", "fchmodat2"}, Action: specs.ActErrno, ErrnoRet: &eperm, Args: modes(2)},
+		}}
+	})
+	r := nsrun(t, b)
+	if r.Code != 0 || r.Stdout != "755-ok\n777-blocked\n700-blocked\n644-ok\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want chmod 777 and 700 refused, 755 and 644 allowed", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
 // Between the filter and the execve nsrun makes only the syscalls runc makes there, so a
 // profile written for runc that leaves out close_range (an allowlist recorded from the
 // application, or Docker's before it listed close_range) still starts the container.
