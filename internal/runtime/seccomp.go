@@ -89,7 +89,7 @@ const (
 func (p *scPolicy) program() ([]bpf.Instruction, error) {
 	badArch := p.def
 	switch badArch & unix.SECCOMP_RET_ACTION_FULL {
-	case unix.SECCOMP_RET_ALLOW, unix.SECCOMP_RET_LOG:
+	case unix.SECCOMP_RET_ALLOW, unix.SECCOMP_RET_LOG, unix.SECCOMP_RET_TRACE: // a tracer may allow
 		badArch = unix.SECCOMP_RET_KILL_PROCESS
 	}
 	prog := []bpf.Instruction{
@@ -327,13 +327,18 @@ func seccompAction(a specs.LinuxSeccompAction, errno *uint) (uint32, error) {
 	switch a {
 	case specs.ActAllow:
 		return unix.SECCOMP_RET_ALLOW, nil
-	case specs.ActErrno:
+	case specs.ActErrno, specs.ActTrace:
+		// TRACE hands the syscall to a ptrace tracer with errnoRet as its data; without a
+		// tracer it fails with ENOSYS.
 		e := uint(unix.EPERM) // as runc when errnoRet is absent
 		if errno != nil {
 			e = *errno
 		}
 		if e > 0xffff {
 			return 0, fmt.Errorf("errnoRet %d is out of range", e)
+		}
+		if a == specs.ActTrace {
+			return unix.SECCOMP_RET_TRACE | uint32(e), nil
 		}
 		return unix.SECCOMP_RET_ERRNO | uint32(e), nil
 	case specs.ActKill, specs.ActKillThread:
@@ -345,7 +350,7 @@ func seccompAction(a specs.LinuxSeccompAction, errno *uint) (uint32, error) {
 	case specs.ActLog:
 		return unix.SECCOMP_RET_LOG, nil
 	}
-	return 0, fmt.Errorf("action %q is not supported (SCMP_ACT_ALLOW, _ERRNO, _KILL, _KILL_THREAD, _KILL_PROCESS, _TRAP, _LOG are)", a)
+	return 0, fmt.Errorf("action %q is not supported (SCMP_ACT_ALLOW, _ERRNO, _KILL, _KILL_THREAD, _KILL_PROCESS, _TRAP, _TRACE, _LOG are)", a)
 }
 
 // seccompCondition refuses an argument condition the filter cannot check.

@@ -100,6 +100,19 @@ func TestSeccompProfileWithoutCloseRange(t *testing.T) {
 	}
 }
 
+// SCMP_ACT_TRACE with no tracer attached: the kernel fails the syscall with ENOSYS.
+func TestSeccompTraceWithoutTracer(t *testing.T) {
+	_, b := bundleRunning(t, "mkdir /tmp/d && echo mkdir-ok || echo mkdir-blocked")
+	testutil.EditBundle(t, b, func(s *specs.Spec) {
+		s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow,
+			Syscalls: []specs.LinuxSyscall{{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActTrace}}}
+	})
+	r := nsrun(t, b)
+	if r.Code != 0 || r.Stdout != "mkdir-blocked\n" || !strings.Contains(r.Stderr, "Function not implemented") {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want mkdir failing with ENOSYS", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
 func TestSeccompUnsupportedIsAnError(t *testing.T) {
 	// Docker's allowlist, each syscall with a condition on every argument: over 4096
 	// instructions, more than the kernel loads.
@@ -151,6 +164,7 @@ func TestSeccompOtherArchitectures(t *testing.T) {
 		retAllow   = 0x7fff0000
 		retKill    = 0x80000000 // SECCOMP_RET_KILL_PROCESS
 		retErrno   = 0x00050000
+		retTrace   = 0x7ff00000
 	)
 	run := seccompRun(t)
 	eperm := uint(1)
@@ -160,6 +174,12 @@ func TestSeccompOtherArchitectures(t *testing.T) {
 		t.Fatal(err)
 	}
 	docker, err := runtime.SeccompProgram(runtime.DockerSeccomp(testutil.DockerCaps))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Default TRACE: a tracer may let a syscall through, so another arch is killed.
+	traced, err := runtime.SeccompProgram(&specs.LinuxSeccomp{DefaultAction: specs.ActTrace,
+		Syscalls: []specs.LinuxSyscall{{Names: []string{"getpid"}, Action: specs.ActAllow}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,6 +197,9 @@ func TestSeccompOtherArchitectures(t *testing.T) {
 		{"docker: x86_64 getpid", docker, archX86_64, 39, retAllow},
 		{"docker: i386 getpid", docker, archI386, 20, retErrno | 1},
 		{"docker: x32 getpid", docker, archX86_64, x32Bit | 39, retErrno | 38},
+		{"trace: x86_64 getpid", traced, archX86_64, 39, retAllow},
+		{"trace: x86_64 gettid", traced, archX86_64, 186, retTrace | 1},
+		{"trace: i386 getpid", traced, archI386, 20, retKill},
 	} {
 		if got := run(c.prog, c.arch, c.nr, 0); got != c.want {
 			t.Errorf("%s: filter returns %#x, want %#x", c.name, got, c.want)
