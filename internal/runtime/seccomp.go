@@ -60,7 +60,8 @@ const scMaxInsns = 4096
 // profile's order (the first that matches decides), then the default. seccompPolicy
 // arranges them so that first match gives what runc with libseccomp gives.
 type scPolicy struct {
-	def   uint32 // SECCOMP_RET_* with its errno
+	def   uint32  // SECCOMP_RET_* with its errno
+	flags uintptr // SECCOMP_FILTER_FLAG_*
 	rules []scRule
 }
 
@@ -225,10 +226,19 @@ func seccompPolicy(s *specs.LinuxSeccomp) (*scPolicy, error) {
 	if s.ListenerPath != "" || s.ListenerMetadata != "" {
 		return nil, fmt.Errorf("linux.seccomp.listenerPath is not supported")
 	}
+	var flags uintptr
 	for _, f := range s.Flags {
-		// SPEC_ALLOW (no speculative-store-bypass mitigation) is the only one we could honour
-		// but would silently drop: refuse them all.
-		return nil, fmt.Errorf("linux.seccomp.flags %s is not supported", f)
+		switch f {
+		case specs.LinuxSeccompFlagLog: // log every action but ALLOW (kernel 4.14)
+			flags |= unix.SECCOMP_FILTER_FLAG_LOG
+		case specs.LinuxSeccompFlagSpecAllow: // no forced Speculative Store Bypass mitigation (4.17)
+			flags |= unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW
+		case "SECCOMP_FILTER_FLAG_TSYNC":
+			// Nothing to do, as in runc: the filter is on the thread that execs, and the
+			// other threads end with the execve.
+		default:
+			return nil, fmt.Errorf("linux.seccomp.flags %s is not supported", f)
+		}
 	}
 	if len(s.Architectures) > 0 {
 		ok := false
@@ -243,7 +253,7 @@ func seccompPolicy(s *specs.LinuxSeccomp) (*scPolicy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("linux.seccomp.defaultAction: %w", err)
 	}
-	p := &scPolicy{def: def}
+	p := &scPolicy{def: def, flags: flags}
 	for i, sc := range s.Syscalls {
 		act, err := seccompAction(sc.Action, sc.ErrnoRet)
 		if err != nil {
@@ -383,7 +393,7 @@ func loadSeccomp(s *specs.LinuxSeccomp, docker bool) error {
 		n += len(r.nrs)
 	}
 	trace.Step(fmt.Sprintf("load %s: %d syscall rules, every other syscall gets %s (and every syscall of another architecture is refused)", what, n, s.DefaultAction),
-		"seccomp(SECCOMP_SET_MODE_FILTER, 0, BPF program)")
+		fmt.Sprintf("seccomp(SECCOMP_SET_MODE_FILTER, %#x, BPF program)", p.flags))
 	prog, err := p.program()
 	if err != nil {
 		return err
@@ -397,7 +407,7 @@ func loadSeccomp(s *specs.LinuxSeccomp, docker bool) error {
 		filter[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
 	}
 	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
-	if _, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&fprog))); errno != 0 {
+	if _, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, p.flags, uintptr(unsafe.Pointer(&fprog))); errno != 0 {
 		return fmt.Errorf("seccomp: load the filter: %w", errno)
 	}
 	return nil

@@ -100,6 +100,21 @@ func TestSeccompProfileWithoutCloseRange(t *testing.T) {
 	}
 }
 
+// The flags runc passes on: LOG and SPEC_ALLOW to seccomp(2), TSYNC moot (the filter is on
+// the thread that execs).
+func TestSeccompFlags(t *testing.T) {
+	_, b := bundleRunning(t, "grep -E '^Seccomp:' /proc/self/status; mkdir /tmp/d && echo mkdir-ok || echo mkdir-blocked")
+	testutil.EditBundle(t, b, func(s *specs.Spec) {
+		s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow,
+			Flags:    []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagLog, specs.LinuxSeccompFlagSpecAllow, "SECCOMP_FILTER_FLAG_TSYNC"},
+			Syscalls: []specs.LinuxSyscall{{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActErrno}}}
+	})
+	r := nsrun(t, b)
+	if r.Code != 0 || r.Stdout != "Seccomp:\t2\nmkdir-blocked\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want the filter loaded and mkdir refused", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
 // SCMP_ACT_TRACE with no tracer attached: the kernel fails the syscall with ENOSYS.
 func TestSeccompTraceWithoutTracer(t *testing.T) {
 	_, b := bundleRunning(t, "mkdir /tmp/d && echo mkdir-ok || echo mkdir-blocked")
@@ -128,6 +143,7 @@ func TestSeccompUnsupportedIsAnError(t *testing.T) {
 		"too long": {DefaultAction: specs.ActAllow, Syscalls: huge},
 		"action":   {DefaultAction: "SCMP_ACT_NOTIFY"},
 		"listener": {DefaultAction: specs.ActAllow, ListenerPath: "/run/x.sock"},
+		"flag":     {DefaultAction: specs.ActAllow, Flags: []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagWaitKillableRecv}},
 		"arch":     {DefaultAction: specs.ActAllow, Architectures: []specs.Arch{specs.ArchAARCH64}},
 		"operator": {DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{{Names: []string{"clone"}, Action: specs.ActErrno, Args: []specs.LinuxSeccompArg{{Index: 0, Op: "SCMP_CMP_FOO"}}}}},
 	} {
