@@ -1,9 +1,13 @@
 package runtime
 
 import (
+	"encoding/binary"
 	"testing"
 
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/hardway/hardway/internal/bundle"
 )
 
 // The table is searched by halves: out of order, a name would not be found and its rule
@@ -31,5 +35,51 @@ func TestSeccompSyscallTable(t *testing.T) {
 	}
 	if _, ok := syscallNumber("chown32"); ok {
 		t.Error("chown32 (i386 only) is in the x86_64 table")
+	}
+}
+
+// Every syscall of the table through Docker's profile (x86_64, default capabilities): the
+// allowlist, over 255 syscalls, takes two chunks of short jumps; each allowed one must come
+// out ALLOW and every other one EPERM (clone3 ENOSYS).
+func TestSeccompDockerEverySyscall(t *testing.T) {
+	prog, err := SeccompProgram(DockerSeccomp(bundle.DefaultCaps))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err := bpf.NewVM(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := map[string]bool{}
+	for _, n := range dockerAllowed {
+		allowed[n] = true
+	}
+	for _, c := range bundle.DefaultCaps {
+		for _, n := range dockerByCap[c] {
+			allowed[n] = true // chroot: CAP_SYS_CHROOT is one of Docker's
+		}
+	}
+	n := 0
+	for _, e := range x86_64Syscalls {
+		data := make([]byte, 64) // seccomp_data, in the VM's byte order; every argument 0
+		binary.BigEndian.PutUint32(data[0:], uint32(e.nr))
+		binary.BigEndian.PutUint32(data[4:], unix.AUDIT_ARCH_X86_64)
+		got, err := vm.Run(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)
+		switch {
+		case allowed[e.name], e.name == "socket", e.name == "personality", e.name == "clone":
+			want, n = unix.SECCOMP_RET_ALLOW, n+1 // with 0 as argument: AF_UNSPEC, PER_LINUX, no flags
+		case e.name == "clone3":
+			want = unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)
+		}
+		if uint32(got) != want {
+			t.Errorf("%s (%d): filter returns %#x, want %#x", e.name, e.nr, got, want)
+		}
+	}
+	if n < 256 {
+		t.Errorf("only %d syscalls allowed: the allowlist no longer spans two chunks", n)
 	}
 }

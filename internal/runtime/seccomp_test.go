@@ -361,6 +361,7 @@ func TestSeccompRulePrecedence(t *testing.T) {
 		retAllow   = 0x7fff0000
 		retKill    = 0x80000000
 		retEPERM   = 0x00050001
+		retErrno0  = 0x00050000
 	)
 	eperm := uint(1)
 	eq := func(v uint64) specs.LinuxSeccompArg {
@@ -389,6 +390,10 @@ func TestSeccompRulePrecedence(t *testing.T) {
 				{Names: []string{"gettid"}, Action: specs.ActAllow},
 				{Names: []string{"gettid"}, Action: specs.ActErrno, ErrnoRet: &eperm},
 			}}, gettid, 0, retEPERM},
+		{"errnoRet 0: the syscall returns 0 without running",
+			specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"getpid"}, Action: specs.ActErrno, ErrnoRet: new(uint)},
+			}}, getpid, 0, retErrno0},
 		{"conditional rules of other syscalls still apply",
 			specs.LinuxSeccomp{DefaultAction: specs.ActErrno, DefaultErrnoRet: &eperm, Syscalls: []specs.LinuxSyscall{
 				{Names: []string{"getpid", "gettid"}, Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{eq(1)}},
