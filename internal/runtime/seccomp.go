@@ -63,6 +63,11 @@ type scPolicy struct {
 	def   uint32  // SECCOMP_RET_* with its errno
 	flags uintptr // SECCOMP_FILTER_FLAG_*
 	rules []scRule
+	// newerThan, when not 0, is the highest syscall number the profile names: a syscall
+	// above it is newer than the profile and fails with ENOSYS rather than the default's
+	// errno, so libc falls back to an older one (runc's -ENOSYS stub: glibc's fchmodat
+	// tries fchmodat2, 452, then emulates, but only on ENOSYS).
+	newerThan uint32
 }
 
 // scRule matches any of its syscalls when all its conditions hold.
@@ -100,6 +105,11 @@ func (p *scPolicy) program() ([]bpf.Instruction, error) {
 		bpf.LoadAbsolute{Off: scNrOff, Size: 4},
 		bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: scX32Bit, SkipFalse: 1},
 		bpf.RetConstant{Val: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)},
+	}
+	if p.newerThan > 0 {
+		prog = append(prog,
+			bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: p.newerThan, SkipFalse: 1},
+			bpf.RetConstant{Val: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)})
 	}
 	for _, r := range p.rules {
 		if len(r.conds) == 0 {
@@ -254,6 +264,13 @@ func seccompPolicy(s *specs.LinuxSeccomp) (*scPolicy, error) {
 		return nil, fmt.Errorf("linux.seccomp.defaultAction: %w", err)
 	}
 	p := &scPolicy{def: def, flags: flags}
+	// As runc: only when the default denies with another errno; every name counts, whatever
+	// its rule's action.
+	stub := def != unix.SECCOMP_RET_ERRNO|uint32(unix.ENOSYS)
+	switch def & unix.SECCOMP_RET_ACTION_FULL {
+	case unix.SECCOMP_RET_ALLOW, unix.SECCOMP_RET_LOG, unix.SECCOMP_RET_TRACE:
+		stub = false
+	}
 	for i, sc := range s.Syscalls {
 		act, err := seccompAction(sc.Action, sc.ErrnoRet)
 		if err != nil {
@@ -268,19 +285,19 @@ func seccompPolicy(s *specs.LinuxSeccomp) (*scPolicy, error) {
 			twice = twice || seen[a.Index]
 			seen[a.Index] = true
 		}
-		if act == def {
-			// As runc: a rule that says what the default says is dropped (libseccomp refuses
-			// it), so it cannot shadow another rule for the same syscall.
-			continue
-		}
 		var nrs []uint32
 		for _, n := range sc.Names {
 			// Names this architecture lacks (chown32, …) are skipped, as libseccomp does.
 			if nr, ok := syscallNumber(n); ok && !slices.Contains(nrs, nr) {
 				nrs = append(nrs, nr)
+				if stub {
+					p.newerThan = max(p.newerThan, nr)
+				}
 			}
 		}
-		if len(nrs) == 0 {
+		if act == def || len(nrs) == 0 {
+			// As runc: a rule that says what the default says is dropped (libseccomp refuses
+			// it), so it cannot shadow another rule for the same syscall.
 			continue
 		}
 		if twice {

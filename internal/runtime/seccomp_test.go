@@ -347,6 +347,52 @@ func TestSeccompLongRules(t *testing.T) {
 	}
 }
 
+// runc's -ENOSYS stub: a syscall newer than every one the profile names fails with ENOSYS
+// rather than the default's errno (libc then falls back, as glibc's fchmodat does from
+// fchmodat2), unless the default lets syscalls through or is ENOSYS already.
+func TestSeccompNewerSyscalls(t *testing.T) {
+	const (
+		archX86_64 = 0xc000003e
+		cachestat  = 451
+		fchmodat2  = 452
+		mseal      = 462
+		retAllow   = 0x7fff0000
+		retKill    = 0x80000000
+		retEPERM   = 0x00050001
+		retENOSYS  = 0x00050026
+	)
+	eperm, enosys := uint(1), uint(38)
+	rules := []specs.LinuxSyscall{
+		{Names: []string{"getpid"}, Action: specs.ActAllow},
+		// Dropped (the default's action), but its name still counts, as in runc.
+		{Names: []string{"fchmodat2"}, Action: specs.ActErrno, ErrnoRet: &eperm},
+	}
+	run := seccompRun(t)
+	for _, c := range []struct {
+		name  string
+		def   specs.LinuxSeccompAction
+		errno *uint
+		nr    uint32
+		want  uint32
+	}{
+		{"errno: older", specs.ActErrno, &eperm, cachestat, retEPERM},
+		{"errno: named", specs.ActErrno, &eperm, fchmodat2, retEPERM},
+		{"errno: newer", specs.ActErrno, &eperm, mseal, retENOSYS},
+		{"kill: newer", specs.ActKillProcess, nil, mseal, retENOSYS},
+		{"kill: older", specs.ActKillProcess, nil, cachestat, retKill},
+		{"allow: newer", specs.ActAllow, nil, mseal, retAllow},
+		{"enosys: older", specs.ActErrno, &enosys, cachestat, retENOSYS},
+	} {
+		prog, err := runtime.SeccompProgram(&specs.LinuxSeccomp{DefaultAction: c.def, DefaultErrnoRet: c.errno, Syscalls: rules})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := run(prog, archX86_64, c.nr, 0); got != c.want {
+			t.Errorf("default %s: syscall %d: filter returns %#x, want %#x", c.name, c.nr, got, c.want)
+		}
+	}
+}
+
 // Which rule decides when several name one syscall: what runc gets from libseccomp, not
 // simply the first rule that matches. runc drops a rule whose action is the default's;
 // libseccomp lets a syscall's unconditional rule override its conditional ones wherever
