@@ -42,8 +42,8 @@ func seccompFor(spec *specs.Spec) *specs.LinuxSeccomp {
 // nothing about i386's 310), is refused before any rule is looked at: with the profile's
 // default action when that denies, and by killing the process when the default allows
 // (libseccomp kills the thread for an architecture a filter does not list), so a denylist
-// cannot be sidestepped through the other table. x32 syscalls (x86_64's arch, bit 30 set in the
-// number) get ENOSYS.
+// cannot be sidestepped through the other table. x32 syscalls (x86_64's arch, bit 30 set
+// in the number) get ENOSYS.
 func SeccompProgram(s *specs.LinuxSeccomp) ([]bpf.Instruction, error) {
 	p, err := seccompPolicy(s)
 	if err != nil {
@@ -84,6 +84,7 @@ const (
 	scArchOff = 4
 	scArgOff  = 16
 	scX32Bit  = 0x40000000 // __X32_SYSCALL_BIT
+	scNrLimit = 512        // above every number in x86_64Syscalls (a test checks)
 )
 
 // program assembles the filter: for each rule a compare per syscall, every jump short
@@ -313,7 +314,7 @@ func seccompPolicy(s *specs.LinuxSeccomp) (*scPolicy, error) {
 	// libseccomp: a syscall's first unconditional rule decides it, wherever its conditional
 	// rules are (a later one is dropped, an earlier one cleared). First match gives the same
 	// once those syscalls leave the conditional rules.
-	uncond := map[uint32]bool{}
+	var uncond [scNrLimit]bool
 	for _, r := range p.rules {
 		if len(r.conds) == 0 {
 			for _, nr := range r.nrs {

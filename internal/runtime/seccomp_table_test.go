@@ -22,6 +22,9 @@ func TestSeccompSyscallTable(t *testing.T) {
 			t.Errorf("%s and %s are both %d", other, e.name, e.nr)
 		}
 		seen[e.nr] = e.name
+		if e.nr >= scNrLimit {
+			t.Errorf("%s is %d: raise scNrLimit above it", e.name, e.nr)
+		}
 	}
 	for name, want := range map[string]int{
 		"_sysctl": unix.SYS__SYSCTL, "socket": unix.SYS_SOCKET, "execve": unix.SYS_EXECVE,
