@@ -49,7 +49,12 @@ func TestSeccompDockerEverySyscall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm, err := bpf.NewVM(prog)
+	raw, err := bpf.Assemble(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, _ := bpf.Disassemble(raw) // what the kernel gets, read back
+	vm, err := bpf.NewVM(back)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -223,11 +223,27 @@ func TestSeccompOtherArchitectures(t *testing.T) {
 	}
 }
 
+// asKernelSeesIt assembles the program into the sock_filter array loadSeccomp passes and
+// reads it back, so a VM run checks the encoding too (a "less than" is a JGE with its
+// targets swapped), not only the instructions as built.
+func asKernelSeesIt(t *testing.T, prog []bpf.Instruction) []bpf.Instruction {
+	t.Helper()
+	raw, err := bpf.Assemble(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, ok := bpf.Disassemble(raw)
+	if !ok {
+		t.Fatal("the assembled filter does not disassemble")
+	}
+	return back
+}
+
 // seccompRun runs a filter in x/net/bpf's VM on the seccomp_data the kernel would pass for
 // a syscall with arg0 as its first argument, and returns the filter's verdict.
 func seccompRun(t *testing.T) func(prog []bpf.Instruction, arch, nr uint32, arg0 uint64) uint32 {
 	return func(prog []bpf.Instruction, arch, nr uint32, arg0 uint64) uint32 {
-		vm, err := bpf.NewVM(prog)
+		vm, err := bpf.NewVM(asKernelSeesIt(t, prog))
 		if err != nil {
 			t.Fatal(err)
 		}
