@@ -34,7 +34,11 @@ func superOptions(t *testing.T, dir string) string {
 // overlay --userxattr mounts the layers unpack --userxattr made with the userxattr option,
 // and the kernel then obeys their user.overlay.opaque: the merged view is the same as the
 // trusted form's. A re-run without the flag keeps the form the bundle was made with.
-func TestOverlayUserXattr(t *testing.T) {
+func TestOverlayUserXattr(t *testing.T) { bothMountPaths(t, testOverlayUserXattr) }
+
+// bothMountPaths runs test once with the new mount API and once with mount(2), the way a
+// kernel without lowerdir+ mounts.
+func bothMountPaths(t *testing.T, test func(*testing.T)) {
 	for _, legacy := range []bool{false, true} {
 		name := "new mount API"
 		if legacy {
@@ -43,7 +47,7 @@ func TestOverlayUserXattr(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			overlay.ForceLegacyMount(legacy)
 			defer overlay.ForceLegacyMount(false)
-			testOverlayUserXattr(t)
+			test(t)
 		})
 	}
 }

@@ -17,19 +17,7 @@ import (
 // overlay --volatile (what docker-run --rm passes) mounts with overlayfs' volatile option
 // and records it, so a re-run after an unmount mounts the same way: over the marker the
 // first volatile mount left, which the kernel alone would refuse to mount over.
-func TestOverlayVolatile(t *testing.T) {
-	for _, legacy := range []bool{false, true} {
-		name := "new mount API"
-		if legacy {
-			name = "mount(2)"
-		}
-		t.Run(name, func(t *testing.T) {
-			overlay.ForceLegacyMount(legacy)
-			defer overlay.ForceLegacyMount(false)
-			testOverlayVolatile(t)
-		})
-	}
-}
+func TestOverlayVolatile(t *testing.T) { bothMountPaths(t, testOverlayVolatile) }
 
 func testOverlayVolatile(t *testing.T) {
 	testutil.RequireRoot(t)
