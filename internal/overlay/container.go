@@ -126,6 +126,11 @@ func build(im *layout.Image, o Options, layers []Layer, dir string) error {
 	if err := writeInitLayer(filepath.Join(dir, "init")); err != nil {
 		return err
 	}
+	// A run killed after a volatile mount, before config.json, left the kernel's marker;
+	// nothing of the container has run yet, so a re-run with or without --volatile mounts.
+	if err := clearVolatileMarker(filepath.Join(dir, "work")); err != nil {
+		return err
+	}
 	if err := ensureMounted(layers, dir, o.Volatile); err != nil {
 		return err
 	}
@@ -189,18 +194,25 @@ func ensureMounted(layers []Layer, dir string, volatile bool) error {
 	}
 	work := filepath.Join(dir, "work")
 	if volatile {
-		// A volatile mount leaves work/work/incompat/volatile behind and the kernel refuses
-		// to mount over it again, in case the machine crashed and the upper dir is torn. A
-		// volatile container accepts that risk (it is thrown away), so the marker goes.
-		marker := filepath.Join(work, "work", "incompat", "volatile")
-		if _, err := os.Lstat(marker); err == nil {
-			trace.Step("remove the marker an earlier volatile mount left (the kernel refuses to mount over it)", trace.Cmd("rm", "-rf", marker))
-			if err := os.RemoveAll(marker); err != nil {
-				return err
-			}
+		// A volatile container accepts that its upper dir may be torn by a crash (it is
+		// thrown away), so the kernel's marker goes.
+		if err := clearVolatileMarker(work); err != nil {
+			return err
 		}
 	}
 	return mountOverlay(lowers, filepath.Join(dir, "upper"), work, rootfs, mountFlags{userXattr: layers[0].UserXattr, volatile: volatile})
+}
+
+// clearVolatileMarker removes work/work/incompat/volatile, which a volatile mount leaves
+// behind and over which the kernel refuses any later mount ("overlay with incompat feature
+// 'volatile' cannot be mounted"), in case the machine crashed and the upper dir is torn.
+func clearVolatileMarker(work string) error {
+	marker := filepath.Join(work, "work", "incompat", "volatile")
+	if _, err := os.Lstat(marker); err != nil {
+		return nil
+	}
+	trace.Step("remove the marker an earlier volatile mount left (the kernel refuses to mount over it)", trace.Cmd("rm", "-rf", marker))
+	return os.RemoveAll(marker)
 }
 
 // lockContainers serialises making and removing bundles, so two runs for one id never

@@ -70,6 +70,24 @@ func testOverlayVolatile(t *testing.T) {
 	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
 		t.Errorf("%s left after overlay rm: %v", dir, err)
 	}
+
+	// An overlay --volatile killed after its mount, before config.json (played: unmounted,
+	// config.json gone), then run again without the flag: it mounts, not volatile.
+	id2 := testutil.ID("ovvol")
+	dir2 := create(t, im, overlay.Options{ID: id2, Volatile: true})
+	rootfs2 := filepath.Join(dir2, "rootfs")
+	if err := unix.Unmount(rootfs2, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir2, "config.json")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := overlay.Create(im, overlay.Options{ID: id2}); err != nil {
+		t.Fatalf("re-run without --volatile of a half-made volatile bundle: %v", err)
+	}
+	if opts := superOptions(t, rootfs2); isVolatile(opts) {
+		t.Errorf("re-run without --volatile mounted %q: want no volatile", opts)
+	}
 }
 
 // isVolatile: Linux 6.1 shows the option as volatile, kernels with overlayfs' fsync= option
