@@ -53,7 +53,7 @@ labs: build tools
 
 # Each stage beside its industrial twin, with hyperfine; never part of `make test`.
 bench: build tools
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends hyperfine crun conmon time podman runc jq >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends hyperfine crun conmon time podman runc jq python3 >/dev/null
 	@set -e; for b in bench/*.sh; do echo "== $$b"; bash $$b; done
 
 # The soak: SOAK=N cycles (default 200) of docker-run -d + docker-rm; never part of `make test`.

@@ -20,10 +20,11 @@
 # a bridge with NAT (our netsetup's hardway0; podman's default bridge network, netavark),
 # no published port. If podman still cannot run a container here, the script says why
 # and times docker-run alone.
-# Prints hyperfine's table, the ratios podman/docker-run (goal: warm at least 5x) and where
-# a warm docker-run's time goes, stage by stage.
+# Prints hyperfine's table, the warm runs again interleaved (the fair comparison on a shared
+# machine), the ratios podman/docker-run (goal: warm at least 5x) and where a warm
+# docker-run's time goes, stage by stage.
 #
-#   RUNS=20 bench/docker-run.sh
+#   RUNS=20 bench/docker-run.sh      (ROUNDS=N interleaved rounds, default RUNS)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,7 +36,7 @@ ip link set lo up
 export PATH=$repo/bin:$repo/.tools/bin:$repo/scripts:$PATH
 runs=${RUNS:-10}
 reg=${BENCH_REGISTRY:-127.0.0.1:5092}
-for t in hyperfine jq; do
+for t in hyperfine jq python3; do
   command -v "$t" >/dev/null || { echo "bench/docker-run.sh: error: $t not found (apt-get install $t)" >&2; exit 1; }
 done
 
@@ -109,6 +110,29 @@ args=(--runs "$runs" --export-json "$work/cold.json"
   --prepare "$prune" -n "docker-run (cold)" "docker-run --rm $img true")
 [ "$podman_ok" = 1 ] && args+=(--prepare "$pm/podman rmi -f $img >/dev/null 2>&1 || true" -n "podman run (cold)" "$podman")
 hyperfine "${args[@]}"
+
+# Warm, interleaved: docker-run and podman run in turn, ROUNDS rounds (default RUNS), the
+# order swapping each round: hyperfine times one command's runs in a row, so on a shared
+# machine a burst of load can land on one of them; these medians are the fair comparison.
+if [ "$podman_ok" = 1 ]; then
+  python3 - "${ROUNDS:-$runs}" "docker-run --rm $img true" "$podman" <<'PY'
+import shlex, statistics, subprocess, sys, time
+rounds, cmds = int(sys.argv[1]), {"docker-run": sys.argv[2], "podman run": sys.argv[3]}
+t = {k: [] for k in cmds}
+names = list(cmds)
+for i in range(rounds):
+    for k in (names if i % 2 == 0 else names[::-1]):
+        s = time.perf_counter()
+        subprocess.run(shlex.split(cmds[k]), check=True, stdout=subprocess.DEVNULL)
+        t[k].append((time.perf_counter() - s) * 1e3)
+print(f"warm, interleaved, {rounds} rounds:")
+for k, v in t.items():
+    v.sort()
+    print(f"  {k:11} median {statistics.median(v):7.1f} ms   p25 {v[len(v) // 4]:7.1f}   min {v[0]:7.1f}")
+m = {k: statistics.median(v) for k, v in t.items()}
+print(f"  podman/docker-run {m['podman run'] / m['docker-run']:.2f}x (medians; goal: at least 5x)")
+PY
+fi
 
 # Where a warm docker-run's time goes: each stage of `docker-run --rm IMG true` by hand,
 # as docker-run and docker-rm run them, timed one by one (mean of $runs; docker-rm runs the
