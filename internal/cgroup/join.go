@@ -78,14 +78,23 @@ func Dirs(id string) ([]string, error) {
 	return dirs, nil
 }
 
-// Join moves pid into the container's cgroup in every hierarchy that has it.
-func Join(id string, pid int) error {
+// JoinDirs is Dirs, and an error naming what to run when the cgroup exists nowhere.
+func JoinDirs(id string) ([]string, error) {
 	dirs, err := Dirs(id)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(dirs) == 0 {
-		return cli.Errorf("run: cgset create "+id, "cgroup %s does not exist", state.CgroupPath(id))
+		return nil, cli.Errorf("run: cgset create "+id, "cgroup %s does not exist", state.CgroupPath(id))
+	}
+	return dirs, nil
+}
+
+// Join moves pid into the container's cgroup in every hierarchy that has it.
+func Join(id string, pid int) error {
+	dirs, err := JoinDirs(id)
+	if err != nil {
+		return err
 	}
 	for _, d := range dirs {
 		p := filepath.Join(d, "cgroup.procs")

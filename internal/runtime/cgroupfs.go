@@ -11,77 +11,100 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hardway/hardway/internal/cgroup"
-	"github.com/hardway/hardway/internal/trace"
+	"github.com/hardway/hardway/internal/state"
 )
 
-// mountCgroups gives the container a view of its own cgroups at dest, the way Docker does.
-// On a unified (v2) host that is a cgroup2 mount (see mountCgroup2). On cgroup v1 (no
-// cgroup namespace there): a tmpfs with, for each hierarchy, a read-only bind of the
-// container's cgroup dir, then the tmpfs itself made read-only.
-func mountCgroups(rootfs, dest string, flags uintptr, opts []string, cgroupNS bool) error {
-	if cgroup.DetectMode() == cgroup.Unified {
-		return mountCgroup2(rootfs, dest, flags, opts, cgroupNS)
-	}
-	equivalent := mountCmd("tmpfs", "tmpfs", dest, append(opts, "mode=755"))
-	if err := mountAt(rootfs, dest, "tmpfs", "tmpfs", flags&^unix.MS_RDONLY, nil, "mode=755", equivalent); err != nil {
-		return err
-	}
+// cgroupView is what the compiler knows of the container's cgroups: the hierarchies, and
+// the container's path in each (by sorted controller list, "" for cgroup2).
+type cgroupView struct {
+	unified bool
+	hs      []cgroup.Hierarchy
+	own     map[string]string
+}
+
+// containerCgroups is the cgroups the init will be in: those of cgroup id where it exists
+// (nsrun joins them), nsrun's own elsewhere.
+func containerCgroups(id string) (*cgroupView, error) {
 	hs, err := cgroup.Hierarchies()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	own := ownCgroups()
+	v := &cgroupView{unified: cgroup.DetectMode() == cgroup.Unified, hs: hs, own: ownCgroups()}
+	if id == "" {
+		return v, nil
+	}
 	for _, h := range hs {
-		key := ""
-		if !h.V2 {
-			ctrls := append([]string(nil), h.Controllers...)
-			sort.Strings(ctrls)
-			key = strings.Join(ctrls, ",")
+		rel := "/" + state.CgroupPath(id)
+		if st, err := os.Stat(filepath.Join(h.Mount, rel)); err == nil && st.IsDir() {
+			v.own[hierarchyKey(h)] = rel
 		}
-		path, ok := own[key]
+	}
+	return v, nil
+}
+
+func hierarchyKey(h cgroup.Hierarchy) string {
+	if h.V2 {
+		return ""
+	}
+	ctrls := append([]string(nil), h.Controllers...)
+	sort.Strings(ctrls)
+	return strings.Join(ctrls, ",")
+}
+
+// cgroups gives the container a view of its own cgroups at rel, the way Docker does. On a
+// unified (v2) host that is a cgroup2 mount (see cgroup2). On cgroup v1: a tmpfs with, for
+// each hierarchy, a read-only bind of the container's cgroup dir, then the tmpfs itself
+// made read-only.
+func (p *prog) cgroups(rel string, flags uintptr, opts []string, cgroupNS bool, cg *cgroupView) error {
+	if cg.unified {
+		return p.cgroup2(rel, flags, opts, cgroupNS, cg)
+	}
+	dest := filepath.Join(p.root, rel)
+	p.mountAt(rel, "tmpfs", "tmpfs", flags&^unix.MS_RDONLY, nil, "mode=755", mountCmd("tmpfs", "tmpfs", dest, append(opts, "mode=755")), resolve)
+	for _, h := range cg.hs {
+		path, ok := cg.own[hierarchyKey(h)]
 		if !ok {
 			continue
 		}
 		src := filepath.Join(h.Mount, path)
-		dir := filepath.Join(dest, filepath.Base(h.Mount))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		eq := "mount --bind -o ro " + src + " " + dir
-		if err := mountAt(rootfs, dir, src, "", unix.MS_BIND|unix.MS_REC|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, nil, "", eq); err != nil {
-			return err
-		}
+		dir := filepath.Join(rel, filepath.Base(h.Mount))
+		p.failing("mount point %s", dir)
+		p.mkdirInRoot(dir, false)
+		p.mountAt(dir, src, "", unix.MS_BIND|unix.MS_REC|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, nil, "",
+			"mount --bind -o ro "+src+" "+filepath.Join(p.root, dir), resolve)
 	}
 	if flags&unix.MS_RDONLY != 0 {
-		return unix.Mount("", dest, "", unix.MS_REMOUNT|flags, "mode=755")
+		p.failing("open mount point %s", rel)
+		p.openInRoot(rel, unix.O_PATH, resolve, p.fdTarget)
+		p.failing("remount %s read-only", rel)
+		p.sys(unix.SYS_MOUNT, p.empty, p.procFd(p.fdTarget), p.empty, unix.MS_REMOUNT|flags, p.str("mode=755"))
 	}
 	return nil
 }
 
-// mountCgroup2 mounts the container's own cgroup2 directory at dest (on a unified host, or
-// when config.json asks for type cgroup2). In a cgroup namespace
-// (already unshared inside the container's cgroup) a fresh cgroup2 mount is rooted at that
-// cgroup; without one a fresh mount would show the host's whole tree, so, as runc does,
-// bind the container's own cgroup dir instead (still of type cgroup2 in mountinfo).
-func mountCgroup2(rootfs, dest string, flags uintptr, opts []string, cgroupNS bool) error {
+// cgroup2 mounts the container's own cgroup2 directory at rel (on a unified host, or when
+// config.json asks for type cgroup2). In a cgroup namespace (unshared inside the
+// container's cgroup) a fresh cgroup2 mount is rooted at that cgroup; without one a fresh
+// mount would show the host's whole tree, so, as runc does, bind the container's own
+// cgroup dir instead (still of type cgroup2 in mountinfo).
+func (p *prog) cgroup2(rel string, flags uintptr, opts []string, cgroupNS bool, cg *cgroupView) error {
+	dest := filepath.Join(p.root, rel)
 	if cgroupNS {
-		trace.Step("mount cgroup2, rooted at the container's cgroup by its cgroup namespace")
-		return mountAt(rootfs, dest, "cgroup2", "cgroup2", flags, nil, "", mountCmd("cgroup2", "cgroup2", dest, opts))
+		p.narrate("mount cgroup2, rooted at the container's cgroup by its cgroup namespace")
+		p.mountAt(rel, "cgroup2", "cgroup2", flags, nil, "", mountCmd("cgroup2", "cgroup2", dest, opts), resolve)
+		return nil
 	}
-	hs, err := cgroup.Hierarchies()
-	if err != nil {
-		return err
-	}
-	path, ok := ownCgroups()[""]
-	for _, h := range hs {
+	path, ok := cg.own[""]
+	for _, h := range cg.hs {
 		if h.V2 && ok {
 			src := filepath.Join(h.Mount, path)
-			trace.Step("cgroup2 without a cgroup namespace: bind the container's own cgroup dir, so the host's tree stays hidden")
+			p.narrate("cgroup2 without a cgroup namespace: bind the container's own cgroup dir, so the host's tree stays hidden")
 			bopts := append([]string{"rbind"}, opts...)
-			return mountAt(rootfs, dest, src, "", flags|unix.MS_BIND|unix.MS_REC, nil, "", mountCmd("", src, dest, bopts))
+			p.mountAt(rel, src, "", flags|unix.MS_BIND|unix.MS_REC, nil, "", mountCmd("", src, dest, bopts), resolve)
+			return nil
 		}
 	}
-	return fmt.Errorf("mount cgroup2 on %s: no cgroup2 hierarchy holds this process", strings.TrimPrefix(dest, rootfs))
+	return fmt.Errorf("mount cgroup2 on %s: no cgroup2 hierarchy holds this process", rel)
 }
 
 // ownCgroups maps each hierarchy (its sorted controller list, "" for cgroup2) to this

@@ -50,7 +50,7 @@ func v2CgroupOf(pid int) string {
 	return ""
 }
 
-// startIntoCgroup starts cmd (with start: cmd.Start or startChild) with clone3(CLONE_INTO_CGROUP) so the child exists in dir from
+// startIntoCgroup starts cmd (with start: cmd.Start) with clone3(CLONE_INTO_CGROUP) so the child exists in dir from
 // its first instruction: nothing it does, not even the Go runtime's start, is accounted
 // to nsrun's cgroup, and no window exists in which it runs outside its limits. Where the
 // kernel lacks clone3 or the flag (ENOSYS, E2BIG: older than 5.7), it starts cmd's twin

@@ -1,9 +1,7 @@
 package runtime
 
 import (
-	"errors"
 	"os"
-	"os/exec"
 	"sync"
 	"syscall"
 
@@ -11,51 +9,12 @@ import (
 )
 
 // child is a process nsrun started and supervises: it forwards signals to it and reaps it.
-//
-// The container's init is started with syscall.StartProcess rather than exec.Cmd.Start:
-// os.StartProcess first probes, once per process, whether pidfds work (pidfd_open,
-// waitid, pidfd_send_signal and a throwaway vfork'd child), 0.6 ms here unloaded and up
-// to 2 ms under load, on the path of every container start, for a pidfd nsrun does not
-// need: it waits for its one child itself, and only signals it while it is not reaped.
+// nsrun waits for its one child itself (no pidfd, no os.Process), and only signals it while
+// it is not reaped.
 type child struct {
 	pid    int
 	mu     sync.Mutex
 	reaped bool
-}
-
-// startChild starts cmd as cmd.Start would, without os/exec. cmd's stdio must be files
-// or nil (/dev/null), as nsrun's always are.
-func startChild(cmd *exec.Cmd) (*child, error) {
-	var stdio [3]*os.File
-	for i, s := range []any{cmd.Stdin, cmd.Stdout, cmd.Stderr} {
-		if s == nil {
-			null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-			if err != nil {
-				return nil, err
-			}
-			defer null.Close()
-			stdio[i] = null
-			continue
-		}
-		f, ok := s.(*os.File)
-		if !ok {
-			return nil, errors.New("startChild: stdio must be files")
-		}
-		stdio[i] = f
-	}
-	files := make([]uintptr, 0, 3+len(cmd.ExtraFiles))
-	for _, f := range append(stdio[:], cmd.ExtraFiles...) {
-		files = append(files, f.Fd())
-	}
-	env := cmd.Env
-	if env == nil {
-		env = os.Environ()
-	}
-	pid, _, err := syscall.StartProcess(cmd.Path, cmd.Args, &syscall.ProcAttr{Dir: cmd.Dir, Env: env, Files: files, Sys: cmd.SysProcAttr})
-	if err != nil {
-		return nil, &os.PathError{Op: "fork/exec", Path: cmd.Path, Err: err}
-	}
-	return &child{pid: pid}, nil
 }
 
 // childOf supervises a process started with os/exec (nsrun exec's joiner).

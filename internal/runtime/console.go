@@ -5,13 +5,13 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
+	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/hardway/hardway/internal/cli"
-	"github.com/hardway/hardway/internal/pty"
-	"github.com/hardway/hardway/internal/trace"
 )
 
 // consoleArg, after the init's or joiner's other arguments, asks it to make the container's
@@ -44,97 +44,80 @@ func consoleFromArgs(args []string) *initConsole {
 	return nil
 }
 
-// setup makes the container's terminal, as runc's init does once the container's /dev is
-// in place: a pty from the container's own devpts (so /dev/pts/N exists inside and `tty`
-// names it), its master sent out over the socket, its slave the controlling terminal of a
-// new session and stdin, stdout and stderr, and (for the init, not for exec) bound onto
-// /dev/console. uid owns the slave, so a non-root process can still set its modes.
-// Nil-safe: without a console it does nothing.
-func (c *initConsole) setup(uid uint32, console bool) error {
+// console makes the container's terminal, as runc's init does once the container's /dev
+// is in place: a pty from the container's own devpts (so /dev/pts/N exists inside and
+// `tty` names it), its master sent out over the socket, its slave the controlling terminal
+// of a new session and stdin, stdout and stderr, and (for the init, not for exec) bound
+// onto /dev/console. uid owns the slave, so a non-root process can still set its modes.
+// Nil-safe: without a console it compiles nothing.
+func (p *prog) console(c *initConsole, uid uint32, console bool) {
 	if c == nil {
-		return nil
+		return
 	}
-	defer c.sock.Close()
-	trace.Step("open /dev/ptmx inside the container: a pty of the container's own devpts instance",
+	p.narrate("open /dev/ptmx inside the container: a pty of the container's own devpts instance",
 		"exec 3<>/dev/ptmx   # then unlockpt, and the slave through TIOCGPTPEER")
-	master, slave, err := pty.Open("/dev/ptmx")
-	if err != nil {
-		return fmt.Errorf("allocate the container's terminal: %w", err)
-	}
-	defer master.Close()
-	defer slave.Close()
-	if err := checkPtmx(master); err != nil {
-		return err
-	}
-	unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, &c.size)
-	if console {
-		if err := mountConsole(slave); err != nil {
-			return err
-		}
-	}
-	trace.Step("send the pty master over the console socket (SCM_RIGHTS)", "sendmsg(fd, \"/dev/ptmx\", SCM_RIGHTS [master])")
-	if err := pty.Send(c.sock, master); err != nil {
-		return fmt.Errorf("send the terminal over the console socket: %w", err)
-	}
-	if trace.Enabled() {
-		// The narration stays on nsrun's stderr, out of the container's terminal.
-		if fd, err := unix.FcntlInt(2, unix.F_DUPFD_CLOEXEC, 3); err == nil {
-			trace.SetOutput(os.NewFile(uintptr(fd), "trace"))
-		}
-	}
-	trace.Step("make "+slave.Name()+" the controlling terminal of a new session, and stdin, stdout, stderr",
-		"setsid; ioctl(TIOCSCTTY); exec 0<>"+slave.Name()+" 1>&0 2>&0")
-	if _, err := unix.Setsid(); err != nil {
-		return fmt.Errorf("setsid: %w", err)
-	}
-	if err := unix.IoctlSetInt(int(slave.Fd()), unix.TIOCSCTTY, 0); err != nil {
-		return fmt.Errorf("make %s the controlling terminal: %w", slave.Name(), err)
-	}
-	if uid != 0 {
-		if err := unix.Fchown(int(slave.Fd()), int(uid), -1); err != nil {
-			return fmt.Errorf("chown %s to %d: %w", slave.Name(), uid, err)
-		}
-	}
-	for fd := 0; fd <= 2; fd++ {
-		if err := unix.Dup3(int(slave.Fd()), fd, 0); err != nil {
-			return fmt.Errorf("dup the terminal onto fd %d: %w", fd, err)
-		}
-	}
-	return nil
-}
-
-// checkPtmx refuses a /dev/ptmx that is not a devpts multiplexer (runc checks the same):
-// a rootfs could point it anywhere.
-func checkPtmx(m *os.File) error {
-	var fs unix.Statfs_t
-	if err := unix.Fstatfs(int(m.Fd()), &fs); err != nil {
-		return err
-	}
-	if fs.Type != unix.DEVPTS_SUPER_MAGIC {
+	p.failing("allocate the container's terminal: open /dev/ptmx")
+	p.saveTo(p.sys(unix.SYS_OPENAT, atFdcwd, p.str("/dev/ptmx"), unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0), sTmp)
+	p.fromSlot(p.sys(unix.SYS_DUP3, sTmp, uintptr(p.fdMaster), unix.O_CLOEXEC), 0)
+	p.fromSlot(p.sys(unix.SYS_CLOSE, sTmp), 0)
+	master := uintptr(p.fdMaster)
+	p.failingWith(func(syscall.Errno) error {
 		return fmt.Errorf("/dev/ptmx in the container is not on a devpts mount (mount devpts on /dev/pts with newinstance,ptmxmode=0666 and link /dev/ptmx to pts/ptmx)")
+	})
+	// runc checks the same: a rootfs could point /dev/ptmx anywhere.
+	p.emit(op{kind: kFsMagic, a: [6]uintptr{master, unix.DEVPTS_SUPER_MAGIC}})
+	p.failing("allocate the container's terminal: unlockpt")
+	p.sys(unix.SYS_IOCTL, master, unix.TIOCSPTLCK, p.ptr(make([]byte, 4)))
+	p.failing("allocate the container's terminal: open the slave (TIOCGPTPEER)")
+	p.saveTo(p.sys(unix.SYS_IOCTL, master, unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC), sTmp)
+	p.fromSlot(p.sys(unix.SYS_DUP3, sTmp, uintptr(p.fdSlave), unix.O_CLOEXEC), 0)
+	p.fromSlot(p.sys(unix.SYS_CLOSE, sTmp), 0)
+	slave := uintptr(p.fdSlave)
+	size := c.size
+	p.okOn(p.sys(unix.SYS_IOCTL, master, unix.TIOCSWINSZ, p.ptr(append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(&size)), unsafe.Sizeof(size))...))), anyErr)
+	if console {
+		// Bind the terminal onto /dev/console, as runc does, so what writes to the console
+		// (an init system, a kernel-style logger) writes to the container's terminal. Never
+		// open an existing node: in an image it could be the host's console device.
+		p.narrate("bind the terminal onto /dev/console", "mount --bind /dev/pts/N /dev/console")
+		p.failing("create /dev/console")
+		i := p.saveTo(p.sys(unix.SYS_OPENAT, atFdcwd, p.str("/dev/console"), unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_RDONLY, 0o666), sFile)
+		p.onErr(i, uintptr(unix.EEXIST))
+		p.fromSlot(p.sys(unix.SYS_CLOSE, sFile), 0)
+		j := p.jump()
+		p.jumpHere(i)
+		p.failingWith(func(syscall.Errno) error {
+			return fmt.Errorf("/dev/console in the container is a symlink: refusing to bind the terminal through it")
+		})
+		p.emit(op{kind: kNoSymlink, a: [6]uintptr{p.str("/dev/console")}})
+		p.jumpHere(j)
+		p.failing("bind the terminal onto /dev/console")
+		p.sys(unix.SYS_MOUNT, p.procFd(p.fdSlave), p.str("/dev/console"), p.empty, unix.MS_BIND, p.empty)
 	}
-	return nil
-}
-
-// mountConsole binds the terminal onto /dev/console, as runc does, so what writes to the
-// console (an init system, a kernel-style logger) writes to the container's terminal.
-func mountConsole(slave *os.File) error {
-	trace.Step("bind the terminal onto /dev/console", trace.Cmd("mount", "--bind", slave.Name(), "/dev/console"))
-	// Never open an existing node: in an image it could be the host's console device.
-	if st, err := os.Lstat("/dev/console"); err != nil {
-		f, err := os.OpenFile("/dev/console", os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o666)
-		if err != nil {
-			return fmt.Errorf("create /dev/console: %w", err)
-		}
-		f.Close()
-	} else if st.Mode()&os.ModeSymlink != 0 {
-		return fmt.Errorf("/dev/console in the container is a symlink: refusing to bind the terminal through it")
+	p.narrate("send the pty master over the console socket (SCM_RIGHTS)", "sendmsg(fd, \"/dev/ptmx\", SCM_RIGHTS [master])")
+	name := []byte("/dev/ptmx")
+	oob := unix.UnixRights(p.fdMaster)
+	iov := &unix.Iovec{Base: &name[0], Len: uint64(len(name))}
+	msg := &unix.Msghdr{Iov: iov, Iovlen: 1, Control: &oob[0], Controllen: uint64(len(oob))}
+	p.hold = append(p.hold, name, oob, iov, msg)
+	p.failing("send the terminal over the console socket")
+	p.sys(unix.SYS_SENDMSG, c.sock.Fd(), uintptr(unsafe.Pointer(msg)), 0)
+	p.sys(unix.SYS_CLOSE, master)
+	p.narrate("make the terminal the controlling terminal of a new session, and stdin, stdout, stderr",
+		"setsid; ioctl(TIOCSCTTY); exec 0<>/dev/pts/N 1>&0 2>&0")
+	p.failing("setsid")
+	p.sys(unix.SYS_SETSID)
+	p.failing("make the terminal the controlling terminal")
+	p.sys(unix.SYS_IOCTL, slave, unix.TIOCSCTTY, 0)
+	if uid != 0 {
+		p.failing("chown the terminal to %d", uid)
+		p.sys(unix.SYS_FCHOWN, slave, uintptr(uid), uintptr(^uint32(0)))
 	}
-	src := "/proc/self/fd/" + strconv.Itoa(int(slave.Fd()))
-	if err := unix.Mount(src, "/dev/console", "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("bind the terminal onto /dev/console: %w", err)
+	for fd := uintptr(0); fd <= 2; fd++ {
+		p.failing("dup the terminal onto fd %d", fd)
+		p.sys(unix.SYS_DUP3, slave, fd, 0)
 	}
-	return nil
+	p.sys(unix.SYS_CLOSE, slave)
 }
 
 // consoleSize is the size the container's terminal starts with: process.consoleSize, else

@@ -5,11 +5,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
-
-	"github.com/hardway/hardway/internal/trace"
 )
 
 var capNames = map[string]uintptr{
@@ -60,12 +59,13 @@ func lastCap() uintptr {
 	return unix.CAP_LAST_CAP
 }
 
-// setCredentials applies process.user, process.capabilities and noNewPrivileges, in the
+// credentials applies process.user, process.capabilities and noNewPrivileges, in the
 // order runc uses: drop the bounding set while we still may, switch user keeping the
-// permitted set, then set the sets the process execs with.
-func setCredentials(p *specs.Process) error {
+// permitted set, then set the sets the process execs with. denied says the user
+// namespace's setgroups is "deny".
+func (p *prog) credentials(proc *specs.Process, denied bool) error {
 	last := lastCap() // read once: it is a /proc file
-	var caps *specs.LinuxCapabilities = p.Capabilities
+	var caps *specs.LinuxCapabilities = proc.Capabilities
 	var bounding, effective, permitted, inheritable, ambient capSet
 	if caps != nil {
 		var err error
@@ -78,46 +78,42 @@ func setCredentials(p *specs.Process) error {
 				return err
 			}
 		}
-		trace.Step(fmt.Sprintf("keep %d capabilities in the bounding set, drop the rest", len(caps.Bounding)),
+		p.narrate(fmt.Sprintf("keep %d capabilities in the bounding set, drop the rest", len(caps.Bounding)),
 			"capsh --drop=… (prctl PR_CAPBSET_DROP for each capability not listed)")
 		for c := uintptr(0); c <= last; c++ {
 			if bounding&(1<<c) == 0 {
-				if err := unix.Prctl(unix.PR_CAPBSET_DROP, c, 0, 0, 0); err != nil {
-					return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
-				}
+				p.failing("drop capability %d from the bounding set", c)
+				p.sys(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, c)
 			}
 		}
 	}
 
-	u := p.User
+	u := proc.User
 	if caps != nil && u.UID != 0 {
 		// Keep the permitted set across setuid; capset below re-raises the effective set.
-		if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
-			return err
-		}
+		p.failing("keep capabilities across setuid")
+		p.sys(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 1)
 	}
 	if u.UID != 0 || u.GID != 0 || len(u.AdditionalGids) > 0 {
-		trace.Step(fmt.Sprintf("become uid %d gid %d", u.UID, u.GID), fmt.Sprintf("setpriv --reuid=%d --regid=%d --init-groups", u.UID, u.GID))
-	}
-	gids := make([]int, len(u.AdditionalGids))
-	for i, g := range u.AdditionalGids {
-		gids[i] = int(g)
+		p.narrate(fmt.Sprintf("become uid %d gid %d", u.UID, u.GID), fmt.Sprintf("setpriv --reuid=%d --regid=%d --init-groups", u.UID, u.GID))
 	}
 	// In a user namespace whose setgroups is "deny", dropping groups is impossible and moot:
 	// the kernel ignores supplementary groups there that no gid_map line maps.
-	if len(gids) > 0 || !setgroupsDenied() {
-		if err := unix.Setgroups(gids); err != nil {
-			return fmt.Errorf("setgroups: %w", err)
+	if len(u.AdditionalGids) > 0 || !denied {
+		p.failing("setgroups")
+		if len(u.AdditionalGids) == 0 {
+			p.sys(unix.SYS_SETGROUPS, 0, 0)
+		} else {
+			gids := unsafe.Slice((*byte)(unsafe.Pointer(&append([]uint32(nil), u.AdditionalGids...)[0])), 4*len(u.AdditionalGids))
+			p.sys(unix.SYS_SETGROUPS, uintptr(len(u.AdditionalGids)), p.ptr(gids))
 		}
 	}
-	// On this thread only (Go's Setresuid changes every thread of the process, a signal
-	// round trip to each): it is the thread that execs, and the others end with the execve.
-	if err := threadSyscall(unix.SYS_SETRESGID, uintptr(u.GID)); err != nil {
-		return fmt.Errorf("setgid %d: %w", u.GID, err)
-	}
-	if err := threadSyscall(unix.SYS_SETRESUID, uintptr(u.UID)); err != nil {
-		return fmt.Errorf("setuid %d: %w", u.UID, err)
-	}
+	// On this thread only: it is the thread that execs (for the joiner, the others end
+	// with the execve).
+	p.failing("setgid %d", u.GID)
+	p.sys(unix.SYS_SETRESGID, uintptr(u.GID), uintptr(u.GID), uintptr(u.GID))
+	p.failing("setuid %d", u.UID)
+	p.sys(unix.SYS_SETRESUID, uintptr(u.UID), uintptr(u.UID), uintptr(u.UID))
 
 	if caps != nil {
 		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
@@ -125,40 +121,31 @@ func setCredentials(p *specs.Process) error {
 			{Effective: uint32(effective), Permitted: uint32(permitted), Inheritable: uint32(inheritable)},
 			{Effective: uint32(effective >> 32), Permitted: uint32(permitted >> 32), Inheritable: uint32(inheritable >> 32)},
 		}
-		if err := unix.Capset(&hdr, &data[0]); err != nil {
-			return fmt.Errorf("capset: %w", err)
-		}
-		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
-			return fmt.Errorf("clear ambient capabilities: %w", err)
-		}
+		hb := append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(&hdr)), unsafe.Sizeof(hdr))...)
+		db := append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(&data)), unsafe.Sizeof(data))...)
+		p.failing("capset")
+		p.sys(unix.SYS_CAPSET, p.ptr(hb), p.ptr(db))
+		p.failing("clear ambient capabilities")
+		p.sys(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
 		// The kernel raises an ambient capability only if it is permitted and inheritable;
 		// like runc, skip the others rather than fail.
 		ambient &= permitted & inheritable
 		for c := uintptr(0); c <= last; c++ {
 			if ambient&(1<<c) != 0 {
-				if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, c, 0, 0); err != nil {
-					return fmt.Errorf("raise ambient capability %d: %w", c, err)
-				}
+				p.failing("raise ambient capability %d", c)
+				p.sys(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, c, 0, 0)
 			}
 		}
 	}
-	if p.NoNewPrivileges {
-		trace.Step("forbid gaining privileges through setuid binaries", "setpriv --no-new-privs")
-		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-			return fmt.Errorf("no_new_privs: %w", err)
-		}
+	if proc.NoNewPrivileges {
+		p.narrate("forbid gaining privileges through setuid binaries", "setpriv --no-new-privs")
+		p.failing("no_new_privs")
+		p.sys(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 	}
 	return nil
 }
 
-// threadSyscall makes setresuid or setresgid with one id for all three.
-func threadSyscall(nr, id uintptr) error {
-	if _, _, errno := unix.RawSyscall(nr, id, id, id); errno != 0 {
-		return errno
-	}
-	return nil
-}
-
+// setgroupsDenied says this process's user namespace denies setgroups.
 func setgroupsDenied() bool {
 	b, err := os.ReadFile("/proc/self/setgroups")
 	return err == nil && strings.TrimSpace(string(b)) == "deny"

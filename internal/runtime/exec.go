@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,7 +106,7 @@ func Exec(o ExecOptions) (err error) {
 		return joinCgroupsOf(pid, child)
 	}
 	started := 0
-	return supervise(childOf(cmd.Process), goW, errR, con, join, "let the joiner go on: it enters the mount namespace and execs the command", &started)
+	return supervise(childOf(cmd.Process), goW, errR, con, join, "let the joiner go on: it enters the mount namespace and execs the command", &started, readFailure)
 }
 
 // execTarget finds the process to join and the process description to start from: the
@@ -484,8 +485,29 @@ func joinAndExec() error {
 		return fmt.Errorf("setns into the container's mount namespace: %w", err)
 	}
 	unix.Close(execMntFd)
-	if err := initTerm.setup(spec.Process.User.UID, false); err != nil {
+	p, err := newProg()
+	if err != nil {
 		return err
 	}
-	return execProcess(&spec)
+	p.console(initTerm, spec.Process.User.UID, false)
+	if err := p.process(&spec, setgroupsDenied()); err != nil {
+		p.release()
+		return err
+	}
+	if trace.Enabled() && initTerm != nil {
+		// The narration stays on nsrun's stderr, out of the command's terminal.
+		if fd, err := unix.FcntlInt(2, unix.F_DUPFD_CLOEXEC, 3); err == nil {
+			trace.SetOutput(os.NewFile(uintptr(fd), "trace"))
+		}
+	}
+	return p.runHere()
+}
+
+// readFailure reads the joiner's failure, as text; EOF with none: its execve succeeded.
+func readFailure(errR, _ *os.File) error {
+	msg, _ := io.ReadAll(errR)
+	if len(msg) > 0 {
+		return errors.New(strings.TrimSpace(string(msg)))
+	}
+	return nil
 }

@@ -1,12 +1,13 @@
 package runtime
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
+	"syscall"
+	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -15,91 +16,91 @@ import (
 	"github.com/hardway/hardway/internal/trace"
 )
 
-// initArg is the hidden first argument that turns the nsrun binary into the container's
-// init. Go cannot run code between fork and exec, so the in-namespace work happens in a
-// fresh copy of the binary, as runc does with `runc init`.
-const initArg = "__nsrun_init__"
-
-// noPivotArg after the bundle asks the init for moveRoot instead of pivotRoot.
-const noPivotArg = "--no-pivot"
-
-// MaybeInit runs the container's init when this process is one, and never returns then. It
-// must be called first thing in main.
+// MaybeInit runs nsrun exec's joiner when this process is one, and never returns then. It
+// must be called first thing in main. (The container's init is no process of its own:
+// nsrun clones it and it runs a compiled program, see prog.go.)
 func MaybeInit() {
 	maybeJoiner()
-	if len(os.Args) < 3 || os.Args[1] != initArg {
-		return
-	}
-	// Capabilities and credentials are per thread: set them on the thread that execs.
-	goruntime.LockOSThread()
-	trace.Setup("nsrun", false) // HARDWAY_TRACE, inherited from the parent, decides
-	unix.CloseOnExec(initErrFd)
-	errW := os.NewFile(initErrFd, "init-error")
-	noPivot := len(os.Args) > 3 && os.Args[3] == noPivotArg
-	initTerm = consoleFromArgs(os.Args[3:])
-	err := initContainer(os.Args[2], noPivot)
-	// initContainer returns only when it failed; the parent prints the text.
-	errW.Write([]byte(errText(err)))
-	os.Exit(1)
 }
 
-func initContainer(bundle string, noPivot bool) error {
-	if trace.Enabled() {
-		// Before the parent's go-ahead: where the init runs from its start (v2: born in
-		// its cgroup, or still in nsrun's until the parent joins it).
-		if b, err := os.ReadFile("/proc/self/cgroup"); err == nil {
-			trace.Step("the init starts in cgroup " + strings.Join(strings.Fields(string(b)), " "))
-		}
-	}
-	// Wait until the parent has put us in the cgroup, so everything from here on counts.
-	goR := os.NewFile(initGoFd, "init-go")
-	b := make([]byte, 1)
-	if n, _ := goR.Read(b); n != 1 {
-		os.Exit(1) // the parent gave up and said so itself
-	}
-	goR.Close()
+// initPlan is what the compiler needs beyond config.json to compile the init.
+type initPlan struct {
+	bundle   string
+	rootfs   string   // absolute, symlinks resolved
+	goFd     int      // the go-ahead the child waits for; -1: it waits for none
+	joinDirs []string // cgroup dirs the child joins itself, first thing
+	stdin    int      // -1: keep nsrun's; else dup'd onto 0 (/dev/null)
+	userns   bool     // cloned into a user namespace: become its root first
+	denied   bool     // and its setgroups is "deny"
+	noPivot  bool
+	cgroups  *cgroupView
+	terminal *initConsole
+}
 
-	unix.Umask(0o022)
-	spec, bundle, err := LoadBundle(bundle)
+// compileInit compiles what the container's init does, from its clone to the execve of
+// the container's process: in order, what runc's init does.
+func compileInit(spec *specs.Spec, pl initPlan) (*prog, error) {
+	p, err := newProg()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	cgroupNS := hasNamespace(spec, specs.CgroupNamespace)
-	if cgroupNS {
-		// Only now, inside the container's cgroup, so that cgroup becomes the root it sees.
-		trace.Step("make a cgroup namespace rooted at the container's cgroup", "unshare --cgroup")
-		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
-			return fmt.Errorf("unshare the cgroup namespace: %w", err)
-		}
+	if err := p.compileInit(spec, pl); err != nil {
+		p.release()
+		return nil, err
 	}
-	rootfs := spec.Root.Path
-	if !filepath.IsAbs(rootfs) {
-		rootfs = filepath.Join(bundle, rootfs)
-	}
-	if st, err := os.Stat(rootfs); err != nil || !st.IsDir() {
-		return cli.Errorf("run: overlay --id ID IMAGE", "rootfs %s does not exist", rootfs)
-	}
-	if rootfs, err = filepath.EvalSymlinks(rootfs); err != nil {
-		return err
-	}
+	return p, nil
+}
 
-	if err := ownMountNamespace(); err != nil {
-		return err
+func (p *prog) compileInit(spec *specs.Spec, pl initPlan) error {
+	p.root = pl.rootfs
+	// The container dies with nsrun: nothing else would ever reap or stop it.
+	p.failing("set the parent-death signal")
+	p.sys(unix.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL))
+	if pl.goFd >= 0 {
+		// Until the parent has written the user namespace's maps, or is ready to narrate.
+		p.emit(op{kind: kWait, a: [6]uintptr{uintptr(pl.goFd)}})
 	}
-	trace.Step("make every mount private: nothing below leaks to the host, and pivot_root refuses shared mounts",
+	for _, d := range pl.joinDirs {
+		// First, so everything from here on counts ("0": the writer itself).
+		p.narrate("join the container's cgroup "+d, "echo $$ > "+filepath.Join(d, "cgroup.procs"))
+		p.failing("join cgroup %s", d)
+		p.writeFile(filepath.Join(d, "cgroup.procs"), "0")
+	}
+	if pl.userns {
+		// Become the namespace's root, or host root (unmapped there) would run as nobody.
+		p.failing("become root in the user namespace")
+		p.sys(unix.SYS_SETRESGID, 0, 0, 0)
+		p.sys(unix.SYS_SETRESUID, 0, 0, 0)
+		// The uid change made the process undumpable, which gives its /proc/self files to
+		// host root, out of its reach (oom_score_adj): an execve would have undone it.
+		p.failing("make the init dumpable again")
+		p.sys(unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, 1)
+	}
+	if pl.stdin >= 0 {
+		p.failing("open the container's stdin")
+		p.sys(unix.SYS_DUP3, uintptr(pl.stdin), 0, 0)
+	}
+	if hasNamespace(spec, specs.CgroupNamespace) {
+		// Only now, inside the container's cgroup, so that cgroup becomes the root it sees.
+		p.narrate("make a cgroup namespace rooted at the container's cgroup", "unshare --cgroup")
+		p.failing("unshare the cgroup namespace")
+		p.sys(unix.SYS_UNSHARE, unix.CLONE_NEWCGROUP)
+	}
+	p.sys(unix.SYS_UMASK, 0o022)
+	p.narrate("make every mount private: nothing below leaks to the host, and pivot_root refuses shared mounts",
 		"mount --make-rprivate /")
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("make / private: %w", err)
-	}
-	trace.Step("bind the rootfs on itself so it is a mount point pivot_root can switch to",
-		trace.Cmd("mount", "--rbind", rootfs, rootfs))
-	if err := unix.Mount(rootfs, rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("bind %s: %w", rootfs, err)
-	}
+	p.failing("make / private")
+	p.sys(unix.SYS_MOUNT, p.empty, p.str("/"), p.empty, unix.MS_REC|unix.MS_PRIVATE, p.empty)
+	p.narrate("bind the rootfs on itself so it is a mount point pivot_root can switch to",
+		trace.Cmd("mount", "--rbind", p.root, p.root))
+	p.failing("bind %s", p.root)
+	p.sys(unix.SYS_MOUNT, p.str(p.root), p.str(p.root), p.empty, unix.MS_BIND|unix.MS_REC, p.empty)
+	// Every mount below is looked up from the bound rootfs, never from the host's /.
+	p.saveTo(p.sys(unix.SYS_OPENAT, atFdcwd, p.str(p.root), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0), sRoot)
 
 	devTmpfs := false
 	for _, m := range spec.Mounts {
-		if err := mountOne(rootfs, bundle, m, cgroupNS); err != nil {
+		if err := p.mount(pl.bundle, m, hasNamespace(spec, specs.CgroupNamespace), pl.cgroups); err != nil {
 			return err
 		}
 		if filepath.Clean(m.Destination) == "/dev" && m.Type == "tmpfs" {
@@ -107,179 +108,202 @@ func initContainer(bundle string, noPivot bool) error {
 		}
 	}
 	if devTmpfs {
-		if err := setupDev(rootfs); err != nil {
-			return err
-		}
+		p.dev()
 	}
 	if spec.Linux != nil {
-		if err := createDevices(rootfs, spec.Linux.Devices); err != nil {
-			return err
-		}
+		p.devices(spec.Linux.Devices)
 	}
 	if spec.Hostname != "" {
-		trace.Step("name the container in its own uts namespace", "hostname "+trace.Quote(spec.Hostname))
-		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
-			return fmt.Errorf("sethostname: %w", err)
-		}
+		p.narrate("name the container in its own uts namespace", "hostname "+trace.Quote(spec.Hostname))
+		p.failing("sethostname")
+		p.sys(unix.SYS_SETHOSTNAME, p.str(spec.Hostname), uintptr(len(spec.Hostname)))
 	}
 	if spec.Domainname != "" {
-		trace.Step("set the NIS domain name in the uts namespace", "domainname "+trace.Quote(spec.Domainname))
-		if err := unix.Setdomainname([]byte(spec.Domainname)); err != nil {
-			return fmt.Errorf("setdomainname: %w", err)
+		p.narrate("set the NIS domain name in the uts namespace", "domainname "+trace.Quote(spec.Domainname))
+		p.failing("setdomainname")
+		p.sys(unix.SYS_SETDOMAINNAME, p.str(spec.Domainname), uintptr(len(spec.Domainname)))
+	}
+	if pl.noPivot {
+		if err := p.moveRoot(); err != nil {
+			return err
 		}
-	}
-	if noPivot {
-		err = moveRoot(rootfs)
-	} else if err = pivotRoot(rootfs); errors.Is(err, unix.EINVAL) {
-		// pivot_root cannot take the root away from the initramfs (the rootfs filesystem,
-		// which can never be unmounted): that is where the old way still has to be used.
-		trace.Step("pivot_root refused with EINVAL (the root is the initramfs?): fall back to MS_MOVE + chroot")
-		err = moveRoot(rootfs)
-	}
-	if err != nil {
+	} else if err := p.pivotRoot(); err != nil {
 		return err
 	}
 	// Now that the container's /dev/pts and /dev/ptmx are in place, and before /dev could be
 	// made read-only.
-	if err := initTerm.setup(spec.Process.User.UID, true); err != nil {
-		return err
-	}
+	p.console(pl.terminal, spec.Process.User.UID, true)
 	if spec.Linux != nil {
-		if err := applySysctls(spec.Linux.Sysctl); err != nil {
-			return err
+		p.sysctls(spec.Linux.Sysctl)
+		for _, path := range spec.Linux.ReadonlyPaths {
+			p.readonly(path)
 		}
-		for _, p := range spec.Linux.ReadonlyPaths {
-			if err := readonlyPath(p); err != nil {
-				return err
-			}
-		}
-		for _, p := range spec.Linux.MaskedPaths {
-			if err := maskPath(p); err != nil {
-				return err
-			}
+		for _, path := range spec.Linux.MaskedPaths {
+			p.mask(path)
 		}
 	}
 	if spec.Root.Readonly {
-		trace.Step("make the root read-only", "mount -o remount,bind,ro /")
-		if err := unix.Mount("", "/", "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-			return fmt.Errorf("remount / read-only: %w", err)
-		}
+		p.narrate("make the root read-only", "mount -o remount,bind,ro /")
+		p.failing("remount / read-only")
+		p.sys(unix.SYS_MOUNT, p.empty, p.str("/"), p.empty, unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, p.empty)
 	}
-	return execProcess(spec)
+	return p.process(spec, pl.denied)
 }
 
-// pivotRoot makes rootfs the root and detaches the old one, so no host path stays reachable.
-func pivotRoot(rootfs string) error {
-	trace.Step("switch the root to the rootfs; the old root is stacked on top of it",
-		"cd "+trace.Quote(rootfs)+" && pivot_root . .")
-	if err := unix.Chdir(rootfs); err != nil {
+// pivotRoot makes the rootfs the root and detaches the old one, so no host path stays
+// reachable; where pivot_root is refused with EINVAL (the root is the initramfs, which can
+// never be unmounted), it falls back to moveRoot.
+func (p *prog) pivotRoot() error {
+	p.narrate("switch the root to the rootfs; the old root is stacked on top of it",
+		"cd "+trace.Quote(p.root)+" && pivot_root . .")
+	p.failing("chdir %s", p.root)
+	p.sys(unix.SYS_CHDIR, p.str(p.root))
+	p.failing("pivot_root %s", p.root)
+	dot := p.str(".")
+	i := p.sys(unix.SYS_PIVOT_ROOT, dot, dot)
+	p.onErr(i, uintptr(unix.EINVAL))
+	p.narrate("detach the old root: the host's mounts are out of the container's reach", "umount -l .")
+	// Unmount events must not travel back to the host's mounts.
+	p.failing("make the old root a slave")
+	p.sys(unix.SYS_MOUNT, p.empty, dot, p.empty, unix.MS_SLAVE|unix.MS_REC, p.empty)
+	p.failing("unmount the old root")
+	p.sys(unix.SYS_UMOUNT2, dot, unix.MNT_DETACH)
+	p.sys(unix.SYS_CHDIR, p.str("/"))
+	j := p.jump()
+	p.jumpHere(i)
+	p.narrate("pivot_root refused with EINVAL (the root is the initramfs?): fall back to MS_MOVE + chroot")
+	if err := p.moveRoot(); err != nil {
 		return err
 	}
-	if err := unix.PivotRoot(".", "."); err != nil {
-		return fmt.Errorf("pivot_root %s: %w", rootfs, err)
-	}
-	trace.Step("detach the old root: the host's mounts are out of the container's reach", "umount -l .")
-	// Unmount events must not travel back to the host's mounts.
-	if err := unix.Mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("make the old root a slave: %w", err)
-	}
-	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("unmount the old root: %w", err)
-	}
-	return unix.Chdir("/")
+	p.jumpHere(j)
+	return nil
 }
 
-// execProcess becomes the container's process: cwd, environment, credentials, then execve.
-func execProcess(spec *specs.Spec) error {
-	p := spec.Process
-	os.Clearenv()
-	for _, kv := range p.Env {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			os.Setenv(k, v)
-		}
-	}
-	cwd := p.Cwd
+// process compiles becoming the container's process: cwd, limits, credentials, seccomp,
+// then the execve. The init and nsrun exec's joiner both end with it. denied says the
+// user namespace's setgroups is "deny".
+func (p *prog) process(spec *specs.Spec, denied bool) error {
+	proc := spec.Process
+	env := processEnv(proc.Env)
+	cwd := proc.Cwd
 	if cwd == "" {
 		cwd = "/"
 	}
-	if err := unix.Chdir(cwd); err != nil {
-		return cli.Errorf("check process.cwd in config.json", "chdir %s: %v", cwd, err)
-	}
-	// A cwd outside the root (CVE-2024-21626) shows as an error or a relative path here.
-	if wd, err := os.Getwd(); err != nil || !filepath.IsAbs(wd) {
-		return fmt.Errorf("cwd %s is outside the container's root", cwd)
-	}
-	path, err := lookPath(p.Args[0])
-	if err != nil {
+	p.failingWith(func(e syscall.Errno) error {
+		return cli.Errorf("check process.cwd in config.json", "chdir %s: %v", cwd, e)
+	})
+	p.sys(unix.SYS_CHDIR, p.str(cwd))
+	// A cwd outside the root (CVE-2024-21626) shows as "(unreachable)/…" here.
+	p.failingWith(func(syscall.Errno) error { return fmt.Errorf("cwd %s is outside the container's root", cwd) })
+	p.emit(op{kind: kCwdCheck})
+	if err := p.rlimits(proc.Rlimits); err != nil {
 		return err
 	}
-	if err := setRlimits(p.Rlimits); err != nil {
-		return err
-	}
-	if err := setOOMScoreAdj(p.OOMScoreAdj); err != nil {
-		return err
-	}
-	if p.User.Umask != nil {
-		unix.Umask(int(*p.User.Umask))
+	p.oomScoreAdj(proc.OOMScoreAdj)
+	if proc.User.Umask != nil {
+		p.sys(unix.SYS_UMASK, uintptr(*proc.User.Umask))
 	}
 	// Nothing of nsrun's may reach the container (CVE-2024-21626): every fd past stdio
 	// closes on exec, including the error pipe, whose closing tells the parent we made it.
 	// Before the seccomp filter, as runc: a profile need not allow close_range.
-	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		return fmt.Errorf("close_range: %w", err)
-	}
+	p.failing("close_range")
+	p.sys(unix.SYS_CLOSE_RANGE, 3, uintptr(^uint32(0)), unix.CLOSE_RANGE_CLOEXEC)
 	// Installing a filter needs CAP_SYS_ADMIN or no_new_privs. Without no_new_privs, load it
-	// while the init still has every capability; with it, as late as possible, so the
+	// while the process still has every capability; with it, as late as possible, so the
 	// filter sees only the final execve (runc's order).
 	filter := seccompFor(spec)
 	docker := spec.Linux == nil || spec.Linux.Seccomp == nil
-	if filter != nil && !p.NoNewPrivileges {
-		if err := loadSeccomp(filter, docker); err != nil {
+	if filter != nil && !proc.NoNewPrivileges {
+		if err := p.seccomp(filter, docker); err != nil {
 			return err
 		}
 	}
-	if err := setCredentials(p); err != nil {
+	if err := p.credentials(proc, denied); err != nil {
 		return err
 	}
-	if filter != nil && p.NoNewPrivileges {
-		if err := loadSeccomp(filter, docker); err != nil {
+	if filter != nil && proc.NoNewPrivileges {
+		if err := p.seccomp(filter, docker); err != nil {
 			return err
 		}
 	}
-	trace.Step("exec the container's command: it replaces this process (for nsrun run, the init: PID 1)", trace.Cmd(append([]string{"exec"}, p.Args...)...))
-	err = unix.Exec(path, p.Args, os.Environ())
-	return fmt.Errorf("exec %s: %w", path, err)
+	p.narrate("exec the container's command: it replaces this process (for nsrun run, the init: PID 1)", trace.Cmd(append([]string{"exec"}, proc.Args...)...))
+	name := proc.Args[0]
+	pathVar := envValue(env, "PATH")
+	p.execPathList = lookPaths(name, pathVar)
+	p.execArgv, p.execEnv = proc.Args, env
+	p.failingWith(func(e syscall.Errno) error {
+		if e == unix.ENOENT && !strings.Contains(name, "/") {
+			return cli.Errorf("check process.args in config.json", "exec %s: not found in the container's PATH %s", name, pathVar)
+		}
+		return cli.Errorf("check process.args in config.json", "exec %s: %v", name, e)
+	})
+	paths := make([]*byte, len(p.execPathList))
+	for i, s := range p.execPathList {
+		b := append([]byte(s), 0)
+		p.keep = append(p.keep, b)
+		paths[i] = &b[0]
+	}
+	argv, err := syscall.SlicePtrFromStrings(proc.Args)
+	if err != nil {
+		return err
+	}
+	envp, err := syscall.SlicePtrFromStrings(env)
+	if err != nil {
+		return err
+	}
+	p.hold = append(p.hold, paths, argv, envp)
+	var first unsafe.Pointer
+	if len(paths) > 0 {
+		first = unsafe.Pointer(&paths[0])
+	}
+	p.emit(op{kind: kExec, a: [6]uintptr{uintptr(len(paths)), uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envp[0]))}, p: first})
+	goruntime.KeepAlive(paths)
+	return nil
 }
 
-// lookPath resolves the command on the container's PATH, inside the new root.
-func lookPath(name string) (string, error) {
-	if strings.Contains(name, "/") {
-		if err := executable(name); err != nil {
-			return "", cli.Errorf("check process.args in config.json", "exec %s: %v", name, err)
+// processEnv is process.env as the process gets it: one entry per name, the last value
+// winning, in the order the names first appear; entries without "=" are dropped.
+func processEnv(env []string) []string {
+	var out []string
+	at := map[string]int{}
+	for _, kv := range env {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok {
+			continue
 		}
-		return name, nil
+		if i, seen := at[k]; seen {
+			out[i] = kv
+			continue
+		}
+		at[k] = len(out)
+		out = append(out, kv)
 	}
-	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+	return out
+}
+
+func envValue(env []string, key string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// lookPaths is where the command may be, in order: itself when it names a path, else
+// each dir of the container's PATH (the child execs them in turn, as execvp does).
+func lookPaths(name, pathVar string) []string {
+	if strings.Contains(name, "/") {
+		return []string{name}
+	}
+	var out []string
+	for _, dir := range filepath.SplitList(pathVar) {
 		if dir == "" {
 			dir = "."
 		}
-		p := filepath.Join(dir, name)
-		if executable(p) == nil {
-			return p, nil
-		}
+		out = append(out, filepath.Join(dir, name))
 	}
-	return "", cli.Errorf("check process.args in config.json", "exec %s: not found in the container's PATH %s", name, os.Getenv("PATH"))
-}
-
-func executable(p string) error {
-	st, err := os.Stat(p)
-	if err != nil {
-		return errors.Unwrap(err)
-	}
-	if st.IsDir() || st.Mode()&0o111 == 0 {
-		return errors.New("not an executable file")
-	}
-	return nil
+	return out
 }
 
 func hasNamespace(spec *specs.Spec, t specs.LinuxNamespaceType) bool {
@@ -293,17 +317,14 @@ func hasNamespace(spec *specs.Spec, t specs.LinuxNamespaceType) bool {
 	return false
 }
 
-// ownMountNamespace refuses to go on in the parent's mount namespace: every step below
-// (rprivate, the mounts, the root switch, --no-pivot's detaching of /proc and /sys) would
-// then change the host's own mounts. nsrun always clones with CLONE_NEWNS; this guards that.
-func ownMountNamespace() error {
-	self, err := os.Readlink("/proc/self/ns/mnt")
-	if err != nil {
-		return nil // no /proc to ask: the rprivate below is harmless without a host to leak to
+// rootfsOf is the bundle's rootfs, absolute and with symlinks resolved.
+func rootfsOf(spec *specs.Spec, bundle string) (string, error) {
+	rootfs := spec.Root.Path
+	if !filepath.IsAbs(rootfs) {
+		rootfs = filepath.Join(bundle, rootfs)
 	}
-	parent, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", os.Getppid()))
-	if err == nil && parent == self {
-		return errors.New("the container's init is in nsrun's own mount namespace (" + self + "): refusing to change the host's mounts")
+	if st, err := os.Stat(rootfs); err != nil || !st.IsDir() {
+		return "", cli.Errorf("run: overlay --id ID IMAGE", "rootfs %s does not exist", rootfs)
 	}
-	return nil
+	return filepath.EvalSymlinks(rootfs)
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -60,10 +59,9 @@ func parseOptions(opts []string) (flags uintptr, prop []uintptr, data string) {
 	return flags, prop, strings.Join(rest, ",")
 }
 
-// mountOne mounts one config.json entry inside rootfs.
-// cgroupNS says the container has its own cgroup namespace (a cgroup mount then shows
-// only the container's cgroup).
-func mountOne(rootfs, bundle string, m specs.Mount, cgroupNS bool) error {
+// mount mounts one config.json entry inside the rootfs. cgroupNS says the container has
+// its own cgroup namespace; cg is what its cgroups are (cgroupfs.go).
+func (p *prog) mount(bundle string, m specs.Mount, cgroupNS bool, cg *cgroupView) error {
 	flags, prop, data := parseOptions(m.Options)
 	typ, src := m.Type, m.Source
 	bind := typ == "bind" || flags&unix.MS_BIND != 0
@@ -74,16 +72,14 @@ func mountOne(rootfs, bundle string, m specs.Mount, cgroupNS bool) error {
 			src = filepath.Join(bundle, src)
 		}
 	}
+	res := uint64(resolve)
 	if m.Type == "proc" || m.Type == "sysfs" {
 		// A symlinked /proc or /sys would let the image point the mount anywhere
-		// (CVE-2019-19921).
-		if st, err := os.Lstat(filepath.Join(rootfs, m.Destination)); err == nil && !st.IsDir() {
+		// (CVE-2019-19921); the child's lookup refuses any symlink on the way as well.
+		if st, err := os.Lstat(filepath.Join(p.root, m.Destination)); err == nil && !st.IsDir() {
 			return fmt.Errorf("%s must be mounted on an ordinary directory, and %s is not one", m.Type, m.Destination)
 		}
-	}
-	dest, err := securePath(rootfs, m.Destination)
-	if err != nil {
-		return err
+		res |= unix.RESOLVE_NO_SYMLINKS
 	}
 	isFile := false
 	if bind {
@@ -93,66 +89,84 @@ func mountOne(rootfs, bundle string, m specs.Mount, cgroupNS bool) error {
 		}
 		isFile = !st.IsDir()
 	}
-	if err := makeMountpoint(dest, isFile); err != nil {
-		return fmt.Errorf("mount point %s: %w", m.Destination, err)
+	rel := filepath.Clean("/" + m.Destination)
+	if p.underMount(rel) {
+		// Below a mount of the container's own (its /dev tmpfs): only the child sees it.
+		p.failing("mount point %s", m.Destination)
+		p.mkdirInRoot(rel, isFile)
+	} else {
+		dest, err := securePath(p.root, m.Destination)
+		if err != nil {
+			return err
+		}
+		if err := makeMountpoint(dest, isFile); err != nil {
+			return fmt.Errorf("mount point %s: %w", m.Destination, err)
+		}
+		rel = "/" + strings.TrimPrefix(strings.TrimPrefix(dest, p.root), "/")
 	}
+	p.mounted = append(p.mounted, rel)
 	switch typ {
 	case "cgroup":
-		return mountCgroups(rootfs, dest, flags, m.Options, cgroupNS)
+		return p.cgroups(rel, flags, m.Options, cgroupNS, cg)
 	case "cgroup2":
 		// Asked for by name: still only the container's own cgroup, never the host's tree.
-		return mountCgroup2(rootfs, dest, flags, m.Options, cgroupNS)
+		return p.cgroup2(rel, flags, m.Options, cgroupNS, cg)
 	}
-	err = mountAt(rootfs, dest, src, typ, flags, prop, data, mountCmd(typ, src, dest, m.Options))
-	if typ == "sysfs" && errors.Is(err, unix.EPERM) {
+	i := p.mountAt(rel, src, typ, flags, prop, data, mountCmd(typ, src, filepath.Join(p.root, rel), m.Options), res)
+	if typ == "sysfs" {
 		// In a user namespace sysfs can be mounted only with a network namespace of that
 		// user namespace; with a joined one, bind the host's /sys read-only, as runc does.
-		trace.Step("sysfs needs a network namespace of our user namespace: bind the host's /sys instead")
-		err = mountAt(rootfs, dest, "/sys", "", unix.MS_BIND|unix.MS_REC, nil, "", mountCmd("bind", "/sys", dest, []string{"rbind"}))
-		if err == nil {
-			err = unix.Mount("", dest, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
-		}
+		p.onErr(i, uintptr(unix.EPERM))
+		j := p.jump()
+		p.jumpHere(i)
+		p.narrate("sysfs needs a network namespace of our user namespace: bind the host's /sys instead")
+		p.mountAt(rel, "/sys", "", unix.MS_BIND|unix.MS_REC|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, nil, "",
+			mountCmd("bind", "/sys", filepath.Join(p.root, rel), []string{"rbind", "ro"}), res)
+		p.jumpHere(j)
 	}
-	return err
+	return nil
 }
 
-// mountAt mounts onto dest through an O_PATH fd checked to lie inside rootfs, so a symlink
-// swapped in since securePath looked cannot redirect the mount (the approach runc takes).
-func mountAt(rootfs, dest, src, typ string, flags uintptr, prop []uintptr, data, equivalent string) error {
-	fd, err := unix.Open(dest, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open mount point %s: %w", dest, err)
+// underMount says rel lies on or below a mount the container already has.
+func (p *prog) underMount(rel string) bool {
+	for _, m := range p.mounted {
+		if rel == m || m == "/" || strings.HasPrefix(rel, m+"/") {
+			return true
+		}
 	}
-	defer unix.Close(fd)
-	target := "/proc/self/fd/" + strconv.Itoa(fd)
-	real, err := os.Readlink(target)
-	if err != nil {
-		return err
-	}
-	if real != rootfs && !strings.HasPrefix(real, rootfs+"/") {
-		return fmt.Errorf("mount point %s resolves to %s, outside the rootfs", dest, real)
-	}
-	trace.Step("mount "+strings.TrimPrefix(dest, rootfs), equivalent)
+	return false
+}
+
+// mountAt mounts onto rel through an fd the child opens inside the rootfs, symlinks
+// resolved as the container sees them and never outside it, so a symlink swapped in
+// since the compiler looked cannot redirect the mount (runc's approach). It returns the
+// index of the mount op, for a caller that handles its failure.
+func (p *prog) mountAt(rel, src, typ string, flags uintptr, prop []uintptr, data, equivalent string, res uint64) int {
+	p.narrate("mount "+rel, equivalent)
+	p.failing("open mount point %s", rel)
+	p.openInRoot(rel, unix.O_PATH, res, p.fdTarget)
+	target := p.procFd(p.fdTarget)
 	first := flags
 	if flags&unix.MS_BIND != 0 {
 		first = flags & (unix.MS_BIND | unix.MS_REC) // a bind ignores the other flags
 	}
-	if err := unix.Mount(src, target, typ, first, data); err != nil {
-		return fmt.Errorf("mount %s on %s: %w", src, dest, err)
+	p.failing("mount %s on %s", src, rel)
+	i := p.sys(unix.SYS_MOUNT, p.str(src), target, p.str(typ), first, p.str(data))
+	extra := flags&unix.MS_BIND != 0 && flags&^(unix.MS_BIND|unix.MS_REC) != 0
+	if extra || len(prop) > 0 {
+		// The fd still names the covered dir: open the new mount's root.
+		p.failing("open mount point %s", rel)
+		p.openInRoot(rel, unix.O_PATH, res, p.fdTarget)
 	}
-	if flags&unix.MS_BIND != 0 && flags&^(unix.MS_BIND|unix.MS_REC) != 0 {
-		rflags := unix.MS_BIND | unix.MS_REMOUNT | flags&^(unix.MS_BIND|unix.MS_REC)
-		// The fd still names the covered dir: address the new mount by its path.
-		if err := unix.Mount("", dest, "", rflags, ""); err != nil {
-			return fmt.Errorf("remount %s: %w", dest, err)
-		}
+	if extra {
+		p.failing("remount %s", rel)
+		p.sys(unix.SYS_MOUNT, p.empty, target, p.empty, unix.MS_BIND|unix.MS_REMOUNT|flags&^(unix.MS_BIND|unix.MS_REC), p.empty)
 	}
-	for _, p := range prop {
-		if err := unix.Mount("", dest, "", p, ""); err != nil {
-			return fmt.Errorf("set propagation of %s: %w", dest, err)
-		}
+	for _, pr := range prop {
+		p.failing("set propagation of %s", rel)
+		p.sys(unix.SYS_MOUNT, p.empty, target, p.empty, pr, p.empty)
 	}
-	return nil
+	return i
 }
 
 func mountCmd(typ, src, dest string, opts []string) string {
@@ -237,76 +251,60 @@ var defaultDevices = []struct {
 	{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
 }
 
-// setupDev fills the container's fresh /dev tmpfs with the default nodes and links.
-func setupDev(rootfs string) error {
-	dev := filepath.Join(rootfs, "dev")
+// dev fills the container's fresh /dev tmpfs with the default nodes and links.
+func (p *prog) dev() {
 	for _, d := range defaultDevices {
-		p := filepath.Join(dev, d.name)
-		trace.Step("create /dev/"+d.name, fmt.Sprintf("mknod -m 666 %s c %d %d", p, d.major, d.minor))
-		err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(d.major, d.minor)))
-		if err == nil {
-			err = unix.Chmod(p, 0o666) // umask trimmed the mode
-		}
-		if err != nil {
-			// Where mknod is not allowed, bind the host's node instead.
-			if err := makeMountpoint(p, true); err != nil {
-				return err
-			}
-			if err := mountAt(rootfs, p, "/dev/"+d.name, "", unix.MS_BIND, nil, "", "mount --bind /dev/"+d.name+" "+p); err != nil {
-				return err
-			}
-		}
+		p.narrate("create /dev/"+d.name, fmt.Sprintf("mknod -m 666 %s c %d %d", filepath.Join(p.root, "dev", d.name), d.major, d.minor))
+		p.failing("open the container's /dev")
+		p.openInRoot("dev", unix.O_PATH|unix.O_DIRECTORY, resolve, p.fdTarget)
+		name := p.str(d.name)
+		p.failing("create /dev/%s", d.name)
+		i := p.sys(unix.SYS_MKNODAT, uintptr(p.fdTarget), name, unix.S_IFCHR|0o666, uintptr(unix.Mkdev(d.major, d.minor)))
+		p.onErr(i, anyErr)
+		p.sys(unix.SYS_FCHMODAT, uintptr(p.fdTarget), name, 0o666, 0) // umask trimmed the mode
+		j := p.jump()
+		// Where mknod is not allowed (a user namespace), bind the host's node instead.
+		p.jumpHere(i)
+		p.mkdirInRoot("dev/"+d.name, true)
+		p.mountAt("/dev/"+d.name, "/dev/"+d.name, "", unix.MS_BIND, nil, "", "mount --bind /dev/"+d.name+" "+filepath.Join(p.root, "dev", d.name), resolve)
+		p.jumpHere(j)
 	}
 	links := [][2]string{
 		{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
 		{"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"},
 	}
+	p.failing("open the container's /dev")
+	p.openInRoot("dev", unix.O_PATH|unix.O_DIRECTORY, resolve, p.fdTarget)
 	for _, l := range links {
-		p := filepath.Join(dev, l[1])
-		trace.Step("link /dev/"+l[1], trace.Cmd("ln", "-s", l[0], p))
-		if err := os.Symlink(l[0], p); err != nil && !errors.Is(err, os.ErrExist) {
-			return err
-		}
+		p.narrate("link /dev/"+l[1], trace.Cmd("ln", "-s", l[0], filepath.Join(p.root, "dev", l[1])))
+		p.failing("link /dev/%s", l[1])
+		p.okOn(p.sys(unix.SYS_SYMLINKAT, p.str(l[0]), uintptr(p.fdTarget), p.str(l[1])), uintptr(unix.EEXIST))
 	}
-	return nil
 }
 
-// readonlyPath makes p (a path inside the container, after pivot_root) read-only.
-func readonlyPath(p string) error {
-	if _, err := os.Lstat(p); err != nil {
-		return nil // nothing to protect
-	}
-	trace.Step("make "+p+" read-only", trace.Cmd("mount", "--bind", "-o", "ro", p, p))
-	if err := unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("bind %s: %w", p, err)
-	}
-	var st unix.Statfs_t
-	keep := uintptr(0)
-	if unix.Statfs(p, &st) == nil {
-		keep = uintptr(st.Flags) & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
-	}
-	if err := unix.Mount("", p, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_REC|keep, ""); err != nil {
-		return fmt.Errorf("remount %s read-only: %w", p, err)
-	}
-	return nil
+// readonly makes path (inside the container, after pivot_root) read-only, keeping its
+// nosuid, nodev and noexec; a path that does not exist has nothing to protect.
+func (p *prog) readonly(path string) {
+	p.narrate("make "+path+" read-only", trace.Cmd("mount", "--bind", "-o", "ro", path, path))
+	p.failing("bind %s", path)
+	s := p.str(path)
+	i := p.sys(unix.SYS_MOUNT, s, s, p.empty, unix.MS_BIND|unix.MS_REC, p.empty)
+	p.onErr(i, uintptr(unix.ENOENT))
+	p.failing("remount %s read-only", path)
+	p.emit(op{kind: kKeepFlags, a: [6]uintptr{s, unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY | unix.MS_REC, p.empty}})
+	p.jumpHere(i)
 }
 
-// maskPath hides p: /dev/null over a file, an empty read-only tmpfs over a dir.
-func maskPath(p string) error {
-	st, err := os.Stat(p)
-	if err != nil {
-		return nil
-	}
-	if st.IsDir() {
-		trace.Step("mask "+p, trace.Cmd("mount", "-t", "tmpfs", "-o", "ro", "tmpfs", p))
-		if err := unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY, ""); err != nil {
-			return fmt.Errorf("mask %s: %w", p, err)
-		}
-		return nil
-	}
-	trace.Step("mask "+p, trace.Cmd("mount", "--bind", "/dev/null", p))
-	if err := unix.Mount("/dev/null", p, "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("mask %s: %w", p, err)
-	}
-	return nil
+// mask hides path: /dev/null over a file, an empty read-only tmpfs over a dir (the bind
+// of a file onto a dir fails with ENOTDIR); a path that does not exist stays so.
+func (p *prog) mask(path string) {
+	p.narrate("mask "+path, trace.Cmd("mount", "--bind", "/dev/null", path), " # a dir: mount -t tmpfs -o ro tmpfs "+trace.Quote(path))
+	p.failing("mask %s", path)
+	s := p.str(path)
+	i := p.okOn(p.sys(unix.SYS_MOUNT, p.str("/dev/null"), s, p.empty, unix.MS_BIND, p.empty), uintptr(unix.ENOENT))
+	p.onErr(i, uintptr(unix.ENOTDIR))
+	j := p.jump()
+	p.jumpHere(i)
+	p.sys(unix.SYS_MOUNT, p.str("tmpfs"), s, p.str("tmpfs"), unix.MS_RDONLY, p.empty)
+	p.jumpHere(j)
 }

@@ -16,34 +16,34 @@ import (
 // rootfs mount over / and chroot into it. Unlike pivot_root it leaves the old root mounted
 // underneath, reachable to a process that escapes the chroot, so first the host's proc and
 // sysfs mounts, the most dangerous things there, are detached or covered.
-func moveRoot(rootfs string) error {
-	mounts, err := hostKernelFSMounts(rootfs)
+func (p *prog) moveRoot() error {
+	mounts, err := hostKernelFSMounts(p.root)
 	if err != nil {
 		return err
 	}
 	for _, m := range mounts {
-		trace.Step("detach the host's "+m+": the old root stays below the chroot, this must not", trace.Cmd("umount", "-l", m))
-		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil {
-			// A mount we may not detach (locked in a user namespace) gets an empty cover.
-			trace.Step("could not detach "+m+": cover it with an empty read-only tmpfs", trace.Cmd("mount", "-t", "tmpfs", "-o", "ro", "tmpfs", m))
-			if err := unix.Mount("tmpfs", m, "tmpfs", unix.MS_RDONLY, "size=0"); err != nil {
-				return fmt.Errorf("hide the host's %s: %w", m, err)
-			}
-		}
+		p.narrate("detach the host's "+m+": the old root stays below the chroot, this must not", trace.Cmd("umount", "-l", m))
+		p.failing("hide the host's %s", m)
+		i := p.sys(unix.SYS_UMOUNT2, p.str(m), unix.MNT_DETACH)
+		p.onErr(i, anyErr)
+		j := p.jump()
+		// A mount we may not detach (locked in a user namespace) gets an empty cover.
+		p.jumpHere(i)
+		p.narrate("could not detach "+m+": cover it with an empty read-only tmpfs", trace.Cmd("mount", "-t", "tmpfs", "-o", "ro", "tmpfs", m))
+		p.sys(unix.SYS_MOUNT, p.str("tmpfs"), p.str(m), p.str("tmpfs"), unix.MS_RDONLY, p.str("size=0"))
+		p.jumpHere(j)
 	}
-	trace.Step("move the rootfs mount over / (pivot_root's older, weaker cousin)",
-		"cd "+trace.Quote(rootfs)+" && mount --move . /")
-	if err := unix.Chdir(rootfs); err != nil {
-		return err
-	}
-	if err := unix.Mount(rootfs, "/", "", unix.MS_MOVE, ""); err != nil {
-		return fmt.Errorf("move %s to /: %w", rootfs, err)
-	}
-	trace.Step("chroot into it: / now resolves to the rootfs for this process and its children", "chroot .")
-	if err := unix.Chroot("."); err != nil {
-		return fmt.Errorf("chroot: %w", err)
-	}
-	return unix.Chdir("/")
+	p.narrate("move the rootfs mount over / (pivot_root's older, weaker cousin)",
+		"cd "+trace.Quote(p.root)+" && mount --move . /")
+	p.failing("chdir %s", p.root)
+	p.sys(unix.SYS_CHDIR, p.str(p.root))
+	p.failing("move %s to /", p.root)
+	p.sys(unix.SYS_MOUNT, p.str(p.root), p.str("/"), p.empty, unix.MS_MOVE, p.empty)
+	p.narrate("chroot into it: / now resolves to the rootfs for this process and its children", "chroot .")
+	p.failing("chroot")
+	p.sys(unix.SYS_CHROOT, p.str("."))
+	p.sys(unix.SYS_CHDIR, p.str("/"))
+	return nil
 }
 
 // hostKernelFSMounts lists the proc and sysfs mounts outside rootfs, deepest first.

@@ -1,14 +1,12 @@
 package runtime
 
 import (
-	"errors"
 	"fmt"
-	"os"
+	"strconv"
+	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
-
-	"github.com/hardway/hardway/internal/trace"
 )
 
 var rlimitNames = map[string]int{
@@ -20,8 +18,10 @@ var rlimitNames = map[string]int{
 	"RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING, "RLIMIT_STACK": unix.RLIMIT_STACK,
 }
 
-// setRlimits applies process.rlimits; it runs while the init still may raise hard limits.
-func setRlimits(rls []specs.POSIXRlimit) error {
+// rlimits applies process.rlimits; they run while the init still may raise hard limits.
+// Where the host refuses to raise a hard limit (root without CAP_SYS_RESOURCE), the
+// child runs at the host's ceiling and the parent says so (kRlimit), rather than failing.
+func (p *prog) rlimits(rls []specs.POSIXRlimit) error {
 	for _, rl := range rls {
 		res, ok := rlimitNames[rl.Type]
 		if !ok {
@@ -31,25 +31,21 @@ func setRlimits(rls []specs.POSIXRlimit) error {
 		if soft > hard {
 			return fmt.Errorf("config.json: %s soft limit %d is above its hard limit %d", rl.Type, soft, hard)
 		}
-		trace.Step("limit "+rl.Type, fmt.Sprintf("prlimit --pid $$ --%s=%d:%d", rlimitFlag(rl.Type), soft, hard))
-		err := unix.Setrlimit(res, &unix.Rlimit{Cur: soft, Max: hard})
-		if errors.Is(err, unix.EPERM) {
-			// Raising a hard limit needs CAP_SYS_RESOURCE, which this host's root may lack:
-			// run the container at the host's ceiling and say so, rather than not at all.
-			var cur unix.Rlimit
-			if unix.Getrlimit(res, &cur) == nil && hard > cur.Max {
-				hard = cur.Max
-				soft = min(soft, hard)
-				fmt.Fprintf(os.Stderr, "nsrun: warning: %s %d:%d clamped to %d:%d (raising the host's hard limit needs CAP_SYS_RESOURCE)\n",
-					rl.Type, rl.Soft, rl.Hard, soft, hard)
-				err = unix.Setrlimit(res, &unix.Rlimit{Cur: soft, Max: hard})
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("setrlimit %s: %w", rl.Type, err)
-		}
+		p.narrate("limit "+rl.Type, fmt.Sprintf("prlimit --pid $$ --%s=%d:%d", rlimitFlag(rl.Type), soft, hard))
+		p.failing("setrlimit %s", rl.Type)
+		p.emit(op{kind: kRlimit, a: [6]uintptr{uintptr(res)}, p: unsafe.Pointer(&unix.Rlimit{Cur: soft, Max: hard})})
 	}
 	return nil
+}
+
+// rlimitName is the config.json name of a resource.
+func rlimitName(res int) string {
+	for k, v := range rlimitNames {
+		if v == res {
+			return k
+		}
+	}
+	return strconv.Itoa(res)
 }
 
 // rlimitFlag names the prlimit(1) option for a limit.

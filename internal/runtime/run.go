@@ -2,18 +2,16 @@
 // process in new namespaces, in the container's cgroup and network namespace, behind a
 // pivot_root into the bundle's rootfs, and passes its exit status through.
 //
-// It runs in two processes. The parent (Run) validates the bundle, re-executes the nsrun
-// binary into new namespaces, puts that child in the cgroup and then lets it go on. The
-// child (the init, see init.go) sets up the mounts and execs the container's command, which
-// so becomes PID 1 of the new pid namespace.
+// The parent (Run) validates the bundle and compiles what the container's init does into a
+// program of system calls (compile.go, init.go); the init is a clone of nsrun in new
+// namespaces that runs that program without a Go runtime of its own (prog.go) and execs
+// the container's command, which so becomes PID 1 of the new pid namespace.
 package runtime
 
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	goruntime "runtime"
@@ -43,10 +41,10 @@ type Options struct {
 	ConsoleSocket string
 }
 
-// Fds the init finds its two sync pipes on (the first ExtraFiles of the re-exec).
+// Fds exec's joiner finds its two sync pipes on (the first ExtraFiles of its re-exec).
 const (
-	initGoFd  = 3 // init reads: the parent writes one byte once the cgroup is joined
-	initErrFd = 4 // init writes: its error text; closed (CLOEXEC) by a successful execve
+	initGoFd  = 3 // the joiner reads: the parent writes one byte once the cgroup is joined
+	initErrFd = 4 // the joiner writes: its error text; closed (CLOEXEC) by a successful execve
 )
 
 // Run starts the bundle's process and waits for it. It returns nil when the container exits
@@ -87,7 +85,7 @@ func Run(o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	c, bornInCgroup, goW, errR, err := startInit(o, bundle, con, maps)
+	c, goW, errR, p, err := startInit(o, spec, bundle, con, maps)
 	if err != nil {
 		con.discard()
 		return err
@@ -98,26 +96,33 @@ func Run(o Options) (err error) {
 		defer con.close()
 	}
 
+	// The init was born in its cgroup (clone3 CLONE_INTO_CGROUP) or joins it itself.
 	join := func(pid int) error {
-		if o.Cgroup == "" || bornInCgroup {
-			return nil // born there (clone3 CLONE_INTO_CGROUP)
+		if maps != nil {
+			return maps.write(pid)
 		}
-		return cgroup.Join(o.Cgroup, pid)
+		return nil
 	}
-	return supervise(c, goW, errR, con, join, "let the init go on: it mounts, pivots and execs the container's command", &pid)
+	return supervise(c, goW, errR, con, join, "let the init go on: it mounts, pivots and execs the container's command", &pid, p.awaitChild)
 }
 
 // supervise lets a started child (the init, or exec's joiner) go on once join has put it in
 // its cgroup, learns from the error pipe whether its execve succeeded, then forwards signals
 // to it and returns its exit status as Run does. *started is set once the process runs.
-func supervise(c *child, goW, errR *os.File, con *console, join func(pid int) error, step string, started *int) error {
+//
+// await follows the child until its execve: it returns nil once the child's execve closed
+// the error pipe, the child's failure otherwise.
+func supervise(c *child, goW, errR *os.File, con *console, join func(pid int) error, step string, started *int,
+	await func(errR, goW *os.File) error) error {
 	// Forward the signals a user sends nsrun to the container from now on.
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
 	defer signal.Stop(sigs)
 
 	fail := func(e error) error {
-		goW.Close()
+		if goW != nil {
+			goW.Close()
+		}
 		c.kill()
 		c.wait()
 		return e
@@ -126,17 +131,20 @@ func supervise(c *child, goW, errR *os.File, con *console, join func(pid int) er
 		return fail(err)
 	}
 	trace.Step(step)
-	if _, err := goW.Write([]byte{0}); err != nil {
-		return fail(fmt.Errorf("the container's init died before it started: %v", err))
+	if goW != nil {
+		if _, err := goW.Write([]byte{0}); err != nil {
+			return fail(fmt.Errorf("the container's init died before it started: %v", err))
+		}
 	}
-	goW.Close()
-
-	// The error pipe reaches EOF with no text when the child's execve succeeded (the write
-	// end is close-on-exec) and carries the reason when it failed.
-	msg, _ := io.ReadAll(errR)
-	if len(msg) > 0 {
+	// The error pipe reaches EOF when the child's execve succeeded (the write end is
+	// close-on-exec) and carries the reason when it failed.
+	err := await(errR, goW)
+	if goW != nil {
+		goW.Close()
+	}
+	if err != nil {
 		c.wait()
-		return errors.New(strings.TrimSpace(string(msg)))
+		return err
 	}
 	*started = c.pid
 	reportSync(map[string]any{"pid": *started})
@@ -200,21 +208,79 @@ func LoadBundle(dir string) (*specs.Spec, string, error) {
 	return spec, abs, nil
 }
 
-// startInit re-executes this binary as the container's init in new namespaces and returns
-// it with the pipe ends the parent keeps; bornInCgroup says it was cloned into its cgroup.
-func startInit(o Options, bundle string, con *console, maps *idMaps) (c *child, bornInCgroup bool, goW, errR *os.File, err error) {
+// startInit compiles the container's init and clones it into new namespaces, from the
+// thread in the container's network namespace when it joins one. It returns the child with
+// the pipe ends the parent keeps; bornInCgroup says it was cloned into its cgroup.
+func startInit(o Options, spec *specs.Spec, bundle string, con *console, maps *idMaps) (c *child, goW, errR *os.File, p *prog, err error) {
+	rootfs, err := rootfsOf(spec, bundle)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	cg, err := containerCgroups(o.Cgroup)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
 	goR, goW, err := os.Pipe() // os.Pipe makes both ends CLOEXEC
 	if err != nil {
-		return nil, false, nil, nil, err
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		goR.Close()
-		goW.Close()
-		return nil, false, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	defer goR.Close()
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		goW.Close()
+		return nil, nil, nil, nil, err
+	}
 	defer errW.Close()
+	failed := func(e error) (*child, *os.File, *os.File, *prog, error) {
+		goW.Close()
+		errR.Close()
+		return nil, nil, nil, nil, e
+	}
+	// The child needs the parent midway only to have its user namespace's maps written
+	// and to narrate in step (--trace): otherwise it is cloned with vfork (prog.go) and
+	// joins its cgroup itself.
+	handshake := maps != nil || trace.Enabled()
+	vfork := canVfork && !handshake
+	pl := initPlan{bundle: bundle, rootfs: rootfs, goFd: -1, stdin: -1, noPivot: o.NoPivot, cgroups: cg}
+	if handshake {
+		pl.goFd = int(goR.Fd())
+	}
+	if !o.Interactive {
+		// The container's stdin is /dev/null, as with docker run without -i.
+		null, err := os.Open(os.DevNull)
+		if err != nil {
+			return failed(err)
+		}
+		defer null.Close()
+		pl.stdin = int(null.Fd())
+	}
+	if maps != nil {
+		pl.userns, pl.denied = true, !maps.setgroups
+	}
+	if con != nil {
+		pl.terminal = &initConsole{sock: con.child, size: con.size} // the init makes the terminal inside (console.go)
+	}
+	compile := func(join bool) error {
+		if p != nil {
+			p.release()
+		}
+		pl.joinDirs = nil
+		if join && o.Cgroup != "" {
+			if pl.joinDirs, err = cgroup.JoinDirs(o.Cgroup); err != nil {
+				return err
+			}
+		}
+		if p, err = compileInit(spec, pl); err != nil {
+			return err
+		}
+		p.m.errFd, p.m.goFd, p.m.trace = errW.Fd(), goR.Fd(), trace.Enabled()
+		return nil
+	}
+	into := intoCgroupDir(o.Cgroup)
+	if err := compile(into == ""); err != nil {
+		return failed(err)
+	}
+	defer func() { p.release() }()
 
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWPID)
 	unshare := []string{"unshare", "--mount", "--uts", "--ipc", "--pid"}
@@ -222,77 +288,63 @@ func startInit(o Options, bundle string, con *console, maps *idMaps) (c *child, 
 		flags |= unix.CLONE_NEWNET
 		unshare = append(unshare, "--net")
 	}
-	unshare = append(unshare, "--fork", "nsrun-init", bundle)
-
-	self, err := sealedSelf()
-	if err != nil {
-		goW.Close()
-		errR.Close()
-		return nil, false, nil, nil, err
-	}
-	defer self.Close()
-	cmd := exec.Command("/proc/self/exe", initArg, bundle) // the path is set by runFrom
-	if o.NoPivot {
-		cmd.Args = append(cmd.Args, noPivotArg)
-	}
-	cmd.Args[0] = "nsrun-init"
-	// The init works on one locked thread and execs in milliseconds: with one P its Go
-	// runtime starts no spinning threads to look for other work, and the execve has
-	// fewer threads to tear down (about 3 ms less from start to exit: an instrumented build,
-	// medians of 60 interleaved runs). First in the list, it wins over a GOMAXPROCS of
-	// the caller's; the init replaces its whole environment with process.env at exec.
-	cmd.Env = append([]string{"GOMAXPROCS=1"}, os.Environ()...)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if o.Interactive {
-		cmd.Stdin = os.Stdin
-	} // else nil: the container's stdin is /dev/null, as with docker run without -i
-	cmd.ExtraFiles = []*os.File{goR, errW}
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: flags,
-		// The container dies with nsrun: nothing else would ever reap or stop it.
-		Pdeathsig: unix.SIGKILL,
-	}
 	if maps != nil {
-		// Go's fork writes the maps from this side before the child goes on: "deny" to
-		// setgroups first (an unprivileged process could otherwise drop groups that deny it
-		// access), unless the process asks for supplementary groups, then gid_map, uid_map.
-		cmd.SysProcAttr.Cloneflags |= unix.CLONE_NEWUSER
-		cmd.SysProcAttr.UidMappings, cmd.SysProcAttr.GidMappings = maps.uid, maps.gid
-		cmd.SysProcAttr.GidMappingsEnableSetgroups = maps.setgroups
-		// Become the namespace's root before the execve, or host root (unmapped there) would
-		// exec as nobody and lose every capability in the new namespaces.
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
+		flags |= unix.CLONE_NEWUSER
 		unshare = append(unshare[:1], append([]string{"--user", "--map-users=" + maps.uidText, "--map-groups=" + maps.gidText}, unshare[1:]...)...)
 	}
-	if con != nil {
-		con.attach(cmd) // the init makes the terminal inside (console.go)
-	}
-
-	runFrom(cmd, self)
-	into := intoCgroupDir(o.Cgroup)
-	startOne := func(cmd *exec.Cmd) (err error) {
-		c, err = startChild(cmd)
-		return err
-	}
+	unshare = append(unshare, "--fork", "nsrun-init", bundle)
 	start := func() error {
-		trace.Step("start the container's init in new namespaces", trace.Cmd(unshare...))
+		trace.Step(fmt.Sprintf("start the container's init in new namespaces: a clone of nsrun that runs %d prepared system calls, then execs", len(p.m.ops)),
+			trace.Cmd(unshare...))
+		fd := -1
 		if into != "" {
-			cmd, err = startIntoCgroup(cmd, into, startOne)
-			return err
+			if fd, err = unix.Open(into, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+				trace.Step(fmt.Sprintf("cannot open %s (%v): the init joins the cgroup itself", into, err))
+				if err := compile(true); err != nil {
+					return err
+				}
+				fd = -1
+			} else {
+				defer unix.Close(fd)
+				trace.Step("born in the cgroup: clone3 with CLONE_INTO_CGROUP "+into, "(no shell equivalent: the child never runs outside it)")
+			}
 		}
-		return startOne(cmd)
+		pid, err := forkMachine(&p.m, flags, fd, vfork)
+		if fd >= 0 && (errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.E2BIG)) {
+			trace.Step(fmt.Sprintf("clone3 CLONE_INTO_CGROUP failed (%v: kernel older than 5.7): the init joins the cgroup itself", err))
+			if err := compile(true); err != nil {
+				return err
+			}
+			fd = -1
+			pid, err = forkMachine(&p.m, flags, -1, vfork)
+		}
+		if err != nil {
+			return fmt.Errorf("clone the container's init: %w", err)
+		}
+		c = &child{pid: pid}
+		if trace.Enabled() {
+			// It waits for the go-ahead: where it runs from its start (v2: born in its
+			// cgroup; elsewhere still in nsrun's until its first steps join it).
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid)); err == nil {
+				trace.Step("the init starts in cgroup " + strings.Join(strings.Fields(string(b)), " "))
+			}
+		}
+		return nil
 	}
 	if o.Netns != "" {
 		err = startInNetns(o.Netns, start)
 	} else {
 		err = start()
 	}
+	goruntime.KeepAlive(p)
 	if err != nil {
-		goW.Close()
-		errR.Close()
-		return nil, false, nil, nil, err
+		return failed(err)
 	}
-	return c, cmd.SysProcAttr.UseCgroupFD, goW, errR, nil
+	if !handshake {
+		goW.Close() // the child waits for no go-ahead
+		goW = nil
+	}
+	return c, goW, errR, p, nil
 }
 
 // startInNetns runs start on a thread switched into the network namespace, so the child it
@@ -360,6 +412,32 @@ type idMaps struct {
 	uid, gid         []syscall.SysProcIDMap
 	uidText, gidText string // as unshare(1) takes them
 	setgroups        bool
+}
+
+// write gives the child pid its user namespace's maps, as Go's fork does: "deny" to
+// setgroups first (an unprivileged process could otherwise drop groups that deny it
+// access), unless the process asks for supplementary groups, then gid_map, uid_map.
+func (m *idMaps) write(pid int) error {
+	dir := fmt.Sprintf("/proc/%d/", pid)
+	line := func(ms []syscall.SysProcIDMap) string {
+		var b strings.Builder
+		for _, x := range ms {
+			fmt.Fprintf(&b, "%d %d %d\n", x.ContainerID, x.HostID, x.Size)
+		}
+		return b.String()
+	}
+	if !m.setgroups {
+		if err := os.WriteFile(dir+"setgroups", []byte("deny"), 0); err != nil {
+			return fmt.Errorf("write the user namespace's setgroups: %w", err)
+		}
+	}
+	if err := os.WriteFile(dir+"gid_map", []byte(line(m.gid)), 0); err != nil {
+		return fmt.Errorf("write the user namespace's gid_map: %w", err)
+	}
+	if err := os.WriteFile(dir+"uid_map", []byte(line(m.uid)), 0); err != nil {
+		return fmt.Errorf("write the user namespace's uid_map: %w", err)
+	}
+	return nil
 }
 
 func userMaps(spec *specs.Spec) (*idMaps, error) {

@@ -9,8 +9,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
-
-	"github.com/hardway/hardway/internal/trace"
 )
 
 // SeccompAnnotation set to "unconfined" in config.json runs the container without a seccomp
@@ -395,10 +393,10 @@ func seccompCondition(a specs.LinuxSeccompArg) error {
 	return nil
 }
 
-// loadSeccomp installs the filter on the calling thread, the one that will execve the
+// seccomp compiles the loading of the filter onto the thread that will execve the
 // container's process; the filter survives the execve and binds every later thread.
-func loadSeccomp(s *specs.LinuxSeccomp, docker bool) error {
-	p, err := seccompPolicy(s)
+func (p *prog) seccomp(s *specs.LinuxSeccomp, docker bool) error {
+	pol, err := seccompPolicy(s)
 	if err != nil {
 		return err
 	}
@@ -407,12 +405,12 @@ func loadSeccomp(s *specs.LinuxSeccomp, docker bool) error {
 		what = "Docker's default seccomp profile"
 	}
 	n := 0
-	for _, r := range p.rules {
+	for _, r := range pol.rules {
 		n += len(r.nrs)
 	}
-	trace.Step(fmt.Sprintf("load %s: %d syscall rules, every other syscall gets %s (and every syscall of another architecture is refused)", what, n, s.DefaultAction),
-		fmt.Sprintf("seccomp(SECCOMP_SET_MODE_FILTER, %#x, BPF program)", p.flags))
-	prog, err := p.program()
+	p.narrate(fmt.Sprintf("load %s: %d syscall rules, every other syscall gets %s (and every syscall of another architecture is refused)", what, n, s.DefaultAction),
+		fmt.Sprintf("seccomp(SECCOMP_SET_MODE_FILTER, %#x, BPF program)", pol.flags))
+	prog, err := pol.program()
 	if err != nil {
 		return err
 	}
@@ -424,9 +422,9 @@ func loadSeccomp(s *specs.LinuxSeccomp, docker bool) error {
 	for i, r := range raw {
 		filter[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
 	}
-	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
-	if _, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, p.flags, uintptr(unsafe.Pointer(&fprog))); errno != 0 {
-		return fmt.Errorf("seccomp: load the filter: %w", errno)
-	}
+	fprog := &unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	p.hold = append(p.hold, filter, fprog)
+	p.failing("seccomp: load the filter")
+	p.sys(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, pol.flags, uintptr(unsafe.Pointer(fprog)))
 	return nil
 }

@@ -223,7 +223,7 @@ func TestSeccompOtherArchitectures(t *testing.T) {
 	}
 }
 
-// asKernelSeesIt assembles the program into the sock_filter array loadSeccomp passes and
+// asKernelSeesIt assembles the program into the sock_filter array the compiled seccomp op passes and
 // reads it back, so a VM run checks the encoding too (a "less than" is a JGE with its
 // targets swapped), not only the instructions as built.
 func asKernelSeesIt(t *testing.T, prog []bpf.Instruction) []bpf.Instruction {
