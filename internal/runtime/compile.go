@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"unsafe"
@@ -186,8 +187,14 @@ func (p *prog) openInRoot(rel string, flags uint64, res uint64, fd int) {
 // file bind mount, an empty file as the last one.
 func (p *prog) mkdirInRoot(rel string, isFile bool) {
 	parts := strings.Split(strings.Trim(filepath.Clean("/"+rel), "/"), "/")
+	from := 0 // a mount point of the container's own exists: start below the deepest one
+	for i := range parts {
+		if slices.Contains(p.mounted, "/"+strings.Join(parts[:i+1], "/")) {
+			from = i + 1
+		}
+	}
 	for i, name := range parts {
-		if name == "" {
+		if name == "" || i < from {
 			continue
 		}
 		parent := strings.Join(parts[:i], "/")
