@@ -29,6 +29,8 @@ type initPlan struct {
 	rootfs   string   // absolute, symlinks resolved
 	goFd     int      // the go-ahead the child waits for; -1: it waits for none
 	joinDirs []string // cgroup dirs the child joins itself, first thing
+	aliveFd  int      // without a go-ahead: a pipe whose write end (aliveW) only nsrun keeps
+	aliveW   int
 	stdin    int      // -1: keep nsrun's; else dup'd onto 0 (/dev/null)
 	userns   bool     // cloned into a user namespace: become its root first
 	denied   bool     // and its setgroups is "deny"
@@ -59,6 +61,13 @@ func (p *prog) compileInit(spec *specs.Spec, pl initPlan) error {
 	if pl.goFd >= 0 {
 		// Until the parent has written the user namespace's maps, or is ready to narrate.
 		p.emit(op{kind: kWait, a: [6]uintptr{uintptr(pl.goFd)}})
+	} else if pl.aliveFd >= 0 {
+		// Killed before the parent-death signal was set, nsrun would leave the container
+		// running unsupervised: the pipe's write end, held only by nsrun once the child
+		// closed its copy, tells whether it still lives.
+		p.sys(unix.SYS_CLOSE, uintptr(pl.aliveW))
+		p.failing("check that nsrun still runs")
+		p.emit(op{kind: kAlive, a: [6]uintptr{uintptr(pl.aliveFd)}})
 	}
 	for _, d := range pl.joinDirs {
 		// First, so everything from here on counts ("0": the writer itself).

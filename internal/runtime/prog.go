@@ -37,6 +37,7 @@ const (
 	kNoSymlink               // fstatat(AT_FDCWD, a0, AT_SYMLINK_NOFOLLOW) must not be a symlink
 	kKeepFlags               // statfs(a0), then mount("", a0, "", a1 | its nosuid, nodev, noexec)
 	kRlimit                  // prlimit(a0, *p); on EPERM clamp to the hard limit, warn
+	kAlive                   // the pipe a0 must still have a writer (the parent): else exit
 )
 
 // op is one step. An argument whose bit is set in slotArgs is the number of a slot, whose
@@ -78,6 +79,8 @@ type machine struct {
 	statfs    unix.Statfs_t
 	stat      unix.Stat_t
 	rl        unix.Rlimit
+	poll      unix.PollFd
+	ts        unix.Timespec
 	cwd       [4096]byte
 }
 
@@ -122,6 +125,12 @@ func (m *machine) run(pc int) (int, int, uintptr) {
 			}
 			pc++
 			continue
+		case kAlive:
+			m.poll = unix.PollFd{Fd: int32(o.a[0]), Events: unix.POLLIN}
+			_, _, errno = syscall.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&m.poll)), 1, uintptr(unsafe.Pointer(&m.ts)), 0, 0, 0)
+			if errno == 0 && m.poll.Revents&unix.POLLHUP != 0 {
+				return pc, evQuit, 0
+			}
 		case kExec:
 			if m.inProcess {
 				return pc, evExec, 0

@@ -241,7 +241,7 @@ func startInit(o Options, spec *specs.Spec, bundle string, con *console, maps *i
 	// joins its cgroup itself.
 	handshake := maps != nil || trace.Enabled()
 	vfork := canVfork && !handshake
-	pl := initPlan{bundle: bundle, rootfs: rootfs, goFd: -1, stdin: -1, noPivot: o.NoPivot, cgroups: cg}
+	pl := initPlan{bundle: bundle, rootfs: rootfs, goFd: -1, aliveFd: int(goR.Fd()), aliveW: int(goW.Fd()), stdin: -1, noPivot: o.NoPivot, cgroups: cg}
 	if handshake {
 		pl.goFd = int(goR.Fd())
 	}
