@@ -247,6 +247,34 @@ func TestMountDestinationEscape(t *testing.T) {
 	}
 }
 
+// A mount point reached through a symlink into a mount of the container's own (Debian's
+// /var/run -> /run with a tmpfs /run): it is made in that mount, as the container sees it.
+func TestMountThroughSymlinkIntoMount(t *testing.T) {
+	_, b := bundleRunning(t, "cat /var/run/sock.txt; ls /run")
+	rootfs := filepath.Join(b, "rootfs")
+	if err := os.MkdirAll(filepath.Join(rootfs, "var"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/run", filepath.Join(rootfs, "var", "run")); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "sock.txt")
+	if err := os.WriteFile(src, []byte("from-host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testutil.EditBundle(t, b, func(s *specs.Spec) {
+		s.Mounts = append(s.Mounts,
+			specs.Mount{Destination: "/run", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev"}},
+			specs.Mount{Destination: "/var/run/sock.txt", Type: "bind", Source: src, Options: []string{"rbind", "ro"}})
+	})
+	r := nsrun(t, b)
+	if r.Code != 0 || r.Stdout != "from-host\nsock.txt\n" {
+		t.Errorf("bind through /var/run -> /run (tmpfs): exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
+	if _, err := os.Lstat(filepath.Join(rootfs, "run", "sock.txt")); err == nil {
+		t.Errorf("the mount point was made in the image's /run on the host, under the container's tmpfs")
+	}
+}
 func TestSyncPipe(t *testing.T) {
 	_, b := bundleRunning(t, "echo $$ > /dev/null")
 	r, w, err := os.Pipe()
