@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -421,5 +423,34 @@ func TestTTY(t *testing.T) {
 	out, _ := cmd.Output()
 	if !strings.Contains(string(out), "on-a-tty") || !strings.Contains(string(out), "got=typed") || cmd.ProcessState.ExitCode() != 4 {
 		t.Errorf("nsrun --tty: exit %d, output %q", cmd.ProcessState.ExitCode(), out)
+	}
+}
+
+// The container dies with nsrun even when its process changed uid (the kernel clears the
+// parent-death signal on a change of effective uid): a kill -9 of nsrun leaves no
+// container running without its supervisor.
+func TestContainerDiesWithNsrun(t *testing.T) {
+	for _, name := range []string{"uid 1000", "userns"} {
+		t.Run(name, func(t *testing.T) {
+			var b string
+			var args []string
+			if name == "userns" {
+				b, args = usernsBundle(t, "exec sleep 60"), []string{"--userns"}
+			} else {
+				_, b = bundleRunning(t, "exec sleep 60")
+				testutil.EditBundle(t, b, func(s *specs.Spec) { s.Process.User = specs.User{UID: 1000, GID: 1000} })
+			}
+			cmd, pid := startNsrun(t, nil, append(args, b)...)
+			cmd.Process.Kill()
+			cmd.Wait()
+			for i := 0; i < 200; i++ { // SIGKILL, then the host's init reaps it
+				if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err != nil || strings.Contains(string(st), ") Z ") {
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Errorf("the container's process %d outlived nsrun's kill -9", pid)
+		})
 	}
 }
