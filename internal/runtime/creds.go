@@ -114,6 +114,7 @@ func (p *prog) credentials(proc *specs.Process, denied bool) error {
 	p.sys(unix.SYS_SETRESGID, uintptr(u.GID), uintptr(u.GID), uintptr(u.GID))
 	p.failing("setuid %d", u.UID)
 	p.sys(unix.SYS_SETRESUID, uintptr(u.UID), uintptr(u.UID), uintptr(u.UID))
+	p.pdeathsig()
 
 	if caps != nil {
 		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}

@@ -485,6 +485,17 @@ func joinAndExec() error {
 		return fmt.Errorf("setns into the container's mount namespace: %w", err)
 	}
 	unix.Close(execMntFd)
+	for _, rl := range spec.Process.Rlimits {
+		if rl.Type == "RLIMIT_NOFILE" {
+			// The program sets it behind Go's back, and syscall.Exec would then put back
+			// the soft limit this process started with over it: a Setrlimit (here of the
+			// current value) tells Go to leave it alone.
+			var cur syscall.Rlimit
+			if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &cur) == nil {
+				syscall.Setrlimit(syscall.RLIMIT_NOFILE, &cur)
+			}
+		}
+	}
 	p, err := newProg()
 	if err != nil {
 		return err

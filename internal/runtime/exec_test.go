@@ -1,11 +1,13 @@
 package runtime_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -110,5 +112,31 @@ func TestExecTTYAndFds(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "\n4\r\n") && !strings.Contains(string(out), "\n4\n") {
 		t.Errorf("fds in the exec'd process: output %q, want 4 (0, 1, 2 and ls's own)", out)
+	}
+}
+
+// nsrun exec gives the command config.json's RLIMIT_NOFILE even when nsrun was started
+// with a soft limit below its hard one (systemd's 1024:524288): Go's syscall.Exec must not
+// put that soft limit back.
+func TestExecRlimitNofile(t *testing.T) {
+	id, b, pid := runningContainer(t)
+	c := &state.Container{ID: id, Status: state.StatusRunning, Bundle: b, Pid: pid}
+	if err := os.MkdirAll(state.ContainerDir(id), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := state.WriteContainer(c); err != nil {
+		t.Fatal(err)
+	}
+	var host syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &host); err != nil || host.Max <= 4096 {
+		t.Skipf("the host's hard RLIMIT_NOFILE (%d) leaves no room under it", host.Max)
+	}
+	testutil.EditBundle(t, b, func(s *specs.Spec) {
+		s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 4096, Hard: host.Max}}
+	})
+	cmd := exec.Command("sh", "-c", "ulimit -Sn 1024 && exec \"$0\" exec \"$1\" -- sh -c 'ulimit -Sn; ulimit -Hn'", testutil.Bin(t, "nsrun"), id)
+	r := testutil.RunCmd(t, cmd)
+	if want := fmt.Sprintf("4096\n%d\n", host.Max); r.Code != 0 || r.Stdout != want {
+		t.Errorf("ulimit -n in nsrun exec started at soft 1024: exit %d, stdout %q, want %q (stderr %q)", r.Code, r.Stdout, want, r.Stderr)
 	}
 }

@@ -56,8 +56,7 @@ func compileInit(spec *specs.Spec, pl initPlan) (*prog, error) {
 func (p *prog) compileInit(spec *specs.Spec, pl initPlan) error {
 	p.root = pl.rootfs
 	// The container dies with nsrun: nothing else would ever reap or stop it.
-	p.failing("set the parent-death signal")
-	p.sys(unix.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL))
+	p.pdeathsig()
 	if pl.goFd >= 0 {
 		// Until the parent has written the user namespace's maps, or is ready to narrate.
 		p.emit(op{kind: kWait, a: [6]uintptr{uintptr(pl.goFd)}})
@@ -80,6 +79,7 @@ func (p *prog) compileInit(spec *specs.Spec, pl initPlan) error {
 		p.failing("become root in the user namespace")
 		p.sys(unix.SYS_SETRESGID, 0, 0, 0)
 		p.sys(unix.SYS_SETRESUID, 0, 0, 0)
+		p.pdeathsig()
 		// The uid change made the process undumpable, which gives its /proc/self files to
 		// host root, out of its reach (oom_score_adj): an execve would have undone it.
 		p.failing("make the init dumpable again")
@@ -157,6 +157,13 @@ func (p *prog) compileInit(spec *specs.Spec, pl initPlan) error {
 		p.sys(unix.SYS_MOUNT, p.empty, p.str("/"), p.empty, unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, p.empty)
 	}
 	return p.process(spec, pl.denied)
+}
+
+// pdeathsig has the kernel kill the process when nsrun (its parent) dies. A change of the
+// effective uid or gid clears it, so each setresuid is followed by it again, as runc does.
+func (p *prog) pdeathsig() {
+	p.failing("set the parent-death signal")
+	p.sys(unix.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL))
 }
 
 // pivotRoot makes the rootfs the root and detaches the old one, so no host path stays

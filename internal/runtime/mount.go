@@ -90,19 +90,24 @@ func (p *prog) mount(bundle string, m specs.Mount, cgroupNS bool, cg *cgroupView
 		isFile = !st.IsDir()
 	}
 	rel := filepath.Clean("/" + m.Destination)
-	if p.underMount(rel) {
-		// Below a mount of the container's own (its /dev tmpfs): only the child sees it.
-		p.failing("mount point %s", m.Destination)
-		p.mkdirInRoot(rel, isFile)
-	} else {
+	under := p.underMount(rel)
+	if !under {
 		dest, err := securePath(p.root, m.Destination)
 		if err != nil {
 			return err
 		}
-		if err := makeMountpoint(dest, isFile); err != nil {
-			return fmt.Errorf("mount point %s: %w", m.Destination, err)
-		}
 		rel = "/" + strings.TrimPrefix(strings.TrimPrefix(dest, p.root), "/")
+		// A symlink may lead below such a mount too (/var/run -> /run, a tmpfs).
+		if under = p.underMount(rel); !under {
+			if err := makeMountpoint(dest, isFile); err != nil {
+				return fmt.Errorf("mount point %s: %w", m.Destination, err)
+			}
+		}
+	}
+	if under {
+		// Below a mount of the container's own (its /dev tmpfs): only the child sees it.
+		p.failing("mount point %s", m.Destination)
+		p.mkdirInRoot(rel, isFile)
 	}
 	p.mounted = append(p.mounted, rel)
 	switch typ {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -247,6 +249,34 @@ func TestMountDestinationEscape(t *testing.T) {
 	}
 }
 
+// A mount point reached through a symlink into a mount of the container's own (Debian's
+// /var/run -> /run with a tmpfs /run): it is made in that mount, as the container sees it.
+func TestMountThroughSymlinkIntoMount(t *testing.T) {
+	_, b := bundleRunning(t, "cat /var/run/sock.txt; ls /run")
+	rootfs := filepath.Join(b, "rootfs")
+	if err := os.MkdirAll(filepath.Join(rootfs, "var"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/run", filepath.Join(rootfs, "var", "run")); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "sock.txt")
+	if err := os.WriteFile(src, []byte("from-host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testutil.EditBundle(t, b, func(s *specs.Spec) {
+		s.Mounts = append(s.Mounts,
+			specs.Mount{Destination: "/run", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev"}},
+			specs.Mount{Destination: "/var/run/sock.txt", Type: "bind", Source: src, Options: []string{"rbind", "ro"}})
+	})
+	r := nsrun(t, b)
+	if r.Code != 0 || r.Stdout != "from-host\nsock.txt\n" {
+		t.Errorf("bind through /var/run -> /run (tmpfs): exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
+	if _, err := os.Lstat(filepath.Join(rootfs, "run", "sock.txt")); err == nil {
+		t.Errorf("the mount point was made in the image's /run on the host, under the container's tmpfs")
+	}
+}
 func TestSyncPipe(t *testing.T) {
 	_, b := bundleRunning(t, "echo $$ > /dev/null")
 	r, w, err := os.Pipe()
@@ -393,5 +423,34 @@ func TestTTY(t *testing.T) {
 	out, _ := cmd.Output()
 	if !strings.Contains(string(out), "on-a-tty") || !strings.Contains(string(out), "got=typed") || cmd.ProcessState.ExitCode() != 4 {
 		t.Errorf("nsrun --tty: exit %d, output %q", cmd.ProcessState.ExitCode(), out)
+	}
+}
+
+// The container dies with nsrun even when its process changed uid (the kernel clears the
+// parent-death signal on a change of effective uid): a kill -9 of nsrun leaves no
+// container running without its supervisor.
+func TestContainerDiesWithNsrun(t *testing.T) {
+	for _, name := range []string{"uid 1000", "userns"} {
+		t.Run(name, func(t *testing.T) {
+			var b string
+			var args []string
+			if name == "userns" {
+				b, args = usernsBundle(t, "exec sleep 60"), []string{"--userns"}
+			} else {
+				_, b = bundleRunning(t, "exec sleep 60")
+				testutil.EditBundle(t, b, func(s *specs.Spec) { s.Process.User = specs.User{UID: 1000, GID: 1000} })
+			}
+			cmd, pid := startNsrun(t, nil, append(args, b)...)
+			cmd.Process.Kill()
+			cmd.Wait()
+			for i := 0; i < 200; i++ { // SIGKILL, then the host's init reaps it
+				if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err != nil || strings.Contains(string(st), ") Z ") {
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Errorf("the container's process %d outlived nsrun's kill -9", pid)
+		})
 	}
 }
