@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/hardway/hardway/internal/testutil"
@@ -145,4 +146,25 @@ func tail(b []byte) []byte {
 		return b[len(b)-200:]
 	}
 	return b
+}
+
+// The same attack on nsrun run: the image's entrypoint is a "#!/proc/self/exe" script. The
+// init is a clone of nsrun until its execve, so the kernel runs nsrun's own file as the
+// container's PID 1; nsrun sees it the moment the execve is done, kills the container and
+// says why, and the host's binary is unchanged.
+func TestCVE20195736Run(t *testing.T) {
+	_, b := bundleRunning(t, "true")
+	if err := os.WriteFile(filepath.Join(b, "rootfs/bin/pwn"), []byte("#!/proc/self/exe\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	testutil.EditBundle(t, b, func(s *specs.Spec) { s.Process.Args = []string{"/bin/pwn"} })
+	bin := testutil.Bin(t, "nsrun")
+	before := sha(t, bin)
+	r := nsrun(t, b)
+	if r.Code == 0 || !strings.Contains(r.Stderr, "CVE-2019-5736") {
+		t.Errorf("an entrypoint running /proc/self/exe: exit %d, stderr %q; want it refused", r.Code, r.Stderr)
+	}
+	if after := sha(t, bin); after != before {
+		t.Fatalf("%s changed", bin)
+	}
 }

@@ -31,9 +31,9 @@ type initPlan struct {
 	joinDirs []string // cgroup dirs the child joins itself, first thing
 	aliveFd  int      // without a go-ahead: a pipe whose write end (aliveW) only nsrun keeps
 	aliveW   int
-	stdin    int      // -1: keep nsrun's; else dup'd onto 0 (/dev/null)
-	userns   bool     // cloned into a user namespace: become its root first
-	denied   bool     // and its setgroups is "deny"
+	stdin    int  // -1: keep nsrun's; else dup'd onto 0 (/dev/null)
+	userns   bool // cloned into a user namespace: become its root first
+	denied   bool // and its setgroups is "deny"
 	noPivot  bool
 	cgroups  *cgroupView
 	terminal *initConsole

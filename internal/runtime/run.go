@@ -103,7 +103,13 @@ func Run(o Options) (err error) {
 		}
 		return nil
 	}
-	return supervise(c, goW, errR, con, join, "let the init go on: it mounts, pivots and execs the container's command", &pid, p.awaitChild)
+	await := func(errR, goW *os.File) error {
+		if err := p.awaitChild(errR, goW); err != nil {
+			return err
+		}
+		return notSelf(c.pid)
+	}
+	return supervise(c, goW, errR, con, join, "let the init go on: it mounts, pivots and execs the container's command", &pid, await)
 }
 
 // supervise lets a started child (the init, or exec's joiner) go on once join has put it in
@@ -143,6 +149,7 @@ func supervise(c *child, goW, errR *os.File, con *console, join func(pid int) er
 		goW.Close()
 	}
 	if err != nil {
+		c.kill() // if it did exec, what it runs must not go on
 		c.wait()
 		return err
 	}
@@ -388,6 +395,23 @@ func startInNetns(netns string, start func() error) error {
 	}
 	goruntime.UnlockOSThread()
 	return startErr
+}
+
+// notSelf refuses a container whose process turned out to be nsrun's own file. The init is a
+// clone of nsrun until its execve, so an entrypoint that runs /proc/self/exe (a
+// "#!/proc/self/exe" script, CVE-2019-5736) makes the kernel execute the host's nsrun binary
+// as the container's PID 1, where another process of the container could take hold of it.
+// Checked the moment the execve is done; the kill takes the whole pid namespace with it.
+func notSelf(pid int) error {
+	var self, ctr unix.Stat_t
+	if unix.Stat("/proc/self/exe", &self) != nil || unix.Stat(fmt.Sprintf("/proc/%d/exe", pid), &ctr) != nil {
+		return nil // gone already: nothing of it is left to hold
+	}
+	if self.Dev == ctr.Dev && self.Ino == ctr.Ino {
+		return cli.Errorf("the image's entrypoint must not run /proc/self/exe",
+			"the container's process is nsrun's own binary (an entrypoint that executes /proc/self/exe, CVE-2019-5736): refused, and killed")
+	}
+	return nil
 }
 
 // errText renders an error as the text after "nsrun: error: ".
