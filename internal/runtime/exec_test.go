@@ -70,13 +70,7 @@ func TestExecByPid(t *testing.T) {
 
 func TestExecByID(t *testing.T) {
 	id, b, pid := runningContainer(t)
-	c := &state.Container{ID: id, Status: state.StatusRunning, Bundle: b, Pid: pid}
-	if err := os.MkdirAll(state.ContainerDir(id), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := state.WriteContainer(c); err != nil {
-		t.Fatal(err)
-	}
+	recordContainer(t, id, b, pid)
 	r := nsrun(t, "exec", id, "--", "sh", "-c", "echo $FROM_CONFIG; cat /tmp/marker; cat /proc/self/cgroup | grep -c hardway || true")
 	if r.Code != 0 || !strings.HasPrefix(r.Stdout, "yes\ncontainer-env\n") {
 		t.Fatalf("nsrun exec %s: exit %d, stdout %q, stderr %q", id, r.Code, r.Stdout, r.Stderr)
@@ -120,13 +114,7 @@ func TestExecTTYAndFds(t *testing.T) {
 // put that soft limit back.
 func TestExecRlimitNofile(t *testing.T) {
 	id, b, pid := runningContainer(t)
-	c := &state.Container{ID: id, Status: state.StatusRunning, Bundle: b, Pid: pid}
-	if err := os.MkdirAll(state.ContainerDir(id), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := state.WriteContainer(c); err != nil {
-		t.Fatal(err)
-	}
+	recordContainer(t, id, b, pid)
 	var host syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &host); err != nil || host.Max <= 4096 {
 		t.Skipf("the host's hard RLIMIT_NOFILE (%d) leaves no room under it", host.Max)
@@ -138,5 +126,17 @@ func TestExecRlimitNofile(t *testing.T) {
 	r := testutil.RunCmd(t, cmd)
 	if want := fmt.Sprintf("4096\n%d\n", host.Max); r.Code != 0 || r.Stdout != want {
 		t.Errorf("ulimit -n in nsrun exec started at soft 1024: exit %d, stdout %q, want %q (stderr %q)", r.Code, r.Stdout, want, r.Stderr)
+	}
+}
+
+// recordContainer writes the state.json a shim would have, so exec can find it by id.
+func recordContainer(t *testing.T, id, bundle string, pid int) {
+	t.Helper()
+	c := &state.Container{ID: id, Status: state.StatusRunning, Bundle: bundle, Pid: pid}
+	if err := os.MkdirAll(state.ContainerDir(id), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := state.WriteContainer(c); err != nil {
+		t.Fatal(err)
 	}
 }
