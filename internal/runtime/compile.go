@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,16 +22,15 @@ import (
 type prog struct {
 	m     machine
 	steps []step
-	cur   int32    // the step the next ops belong to
-	keep  [][]byte // the strings and buffers the ops point into
-	empty uintptr  // ""
+	cur   int32   // the step the next ops belong to
+	empty uintptr // ""
 
 	// Fd numbers reserved for the child (held open on /dev/null until it has run), for what
 	// a path must name as /proc/self/fd/N or a message must carry: the mount point being
 	// mounted on, the terminal's master and slave.
 	fdTarget, fdMaster, fdSlave int
 	reserved                    []int
-	hold                        []any // Go values ops point into (a message, a filter)
+	hold                        []any // what the ops point into: strings, buffers, a message, a filter
 
 	// What an in-process kExec runs (the joiner execs through syscall.Exec).
 	execPathList, execArgv, execEnv []string
@@ -97,13 +97,13 @@ func (p *prog) release() {
 // str keeps s, NUL-terminated, for an op to point to.
 func (p *prog) str(s string) uintptr {
 	b := append([]byte(s), 0)
-	p.keep = append(p.keep, b)
+	p.hold = append(p.hold, b)
 	return uintptr(unsafe.Pointer(&b[0]))
 }
 
 // ptr keeps b for an op to point to.
 func (p *prog) ptr(b []byte) uintptr {
-	p.keep = append(p.keep, b)
+	p.hold = append(p.hold, b)
 	return uintptr(unsafe.Pointer(&b[0]))
 }
 
@@ -134,16 +134,14 @@ func (p *prog) emit(o op) int {
 	if o.what == 0 {
 		o.what = p.cur
 	}
-	if o.save == 0 && o.kind != kSys {
-		o.save = noSlot
-	}
+	o.save = noSlot // a result is saved only where saveTo says so
 	p.m.ops = append(p.m.ops, o)
 	return len(p.m.ops) - 1
 }
 
 // sys emits a system call; the result is saved nowhere.
 func (p *prog) sys(nr uintptr, a ...uintptr) int {
-	o := op{kind: kSys, nr: nr, save: noSlot}
+	o := op{kind: kSys, nr: nr}
 	copy(o.a[:], a)
 	return p.emit(o)
 }
@@ -159,7 +157,7 @@ func (p *prog) saveTo(i int, s int8) int { p.op(i).save = s; return i }
 // fromSlot makes op i's argument n the value of the slot it names.
 func (p *prog) fromSlot(i, n int) int { p.op(i).slotArgs |= 1 << n; return i }
 
-// onErr sends op i to the op at the index to() returns later, on errno (anyErr: any).
+// onErr sends op i, on errno (anyErr: any), to where a later jumpHere(i) points it.
 func (p *prog) onErr(i int, errno uintptr) { p.op(i).onErr = errno }
 
 // jumpHere points op i's jump at the next op to be emitted.
@@ -265,17 +263,20 @@ func (p *prog) runHere() error {
 		case evWarn:
 			p.warn(at, uint64(val))
 		case evExec:
-			err := error(syscall.ENOENT)
+			// Through Go's syscall.Exec, not the child's raw loop (machine.exec): this process
+			// has other threads, and the runtime must not start one during the execve.
+			errno := syscall.ENOENT
 			for _, path := range p.execPathList {
-				e := syscall.Exec(path, p.execArgv, p.execEnv)
+				var e syscall.Errno
+				errors.As(syscall.Exec(path, p.execArgv, p.execEnv), &e)
 				if e == syscall.ENOENT || e == syscall.ENOTDIR {
 					continue
 				}
-				if err = e; e != syscall.EACCES {
+				if errno = e; e != syscall.EACCES {
 					break
 				}
 			}
-			return p.fail(at, err.(syscall.Errno))
+			return p.fail(at, errno)
 		default:
 			return p.fail(at, syscall.Errno(val))
 		}
@@ -288,11 +289,9 @@ func (p *prog) runHere() error {
 func (p *prog) awaitChild(errR, goW *os.File) error {
 	var rec [16]byte
 	for {
-		n, err := readFull(errR, rec[:])
-		if n == 0 && err != nil {
-			return nil // EOF: the execve happened (or the child died: its status tells)
-		}
-		if n != len(rec) {
+		if _, err := io.ReadFull(errR, rec[:]); err == io.EOF {
+			return nil // the execve happened (or the child died: its status tells)
+		} else if err != nil {
 			return errors.New("the container's init sent a short report")
 		}
 		word := *(*uint64)(unsafe.Pointer(&rec[0]))
@@ -308,16 +307,4 @@ func (p *prog) awaitChild(errR, goW *os.File) error {
 			return p.fail(pc, syscall.Errno(val))
 		}
 	}
-}
-
-func readFull(f *os.File, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := f.Read(b[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }

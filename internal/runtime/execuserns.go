@@ -21,31 +21,11 @@ import (
 // namespaces, and the child, before it execs the sealed nsrun copy, does what runc's
 // nsexec does in C: drop the host's supplementary groups, setns into the user namespace,
 // become the namespace's root (so the execve keeps its capabilities there), put its fds in
-// place and exec. Between fork and exec it makes raw system calls only, on preallocated
-// data: no allocation, no stack growth, nothing of the Go scheduler, as in Go's own
-// forkAndExecInChild.
-
-// rawJoiner is everything the child needs, prepared before the fork.
-type rawJoiner struct {
-	userns  uintptr
-	fds     [10]uintptr // high, close-on-exec copies of what becomes fds 0, 1, 2, …
-	nfds    uintptr
-	errFd   uintptr // close-on-exec: carries the failed step and errno, EOF on execve
-	exe     uintptr // the sealed memfd, run with execveat(AT_EMPTY_PATH)
-	empty   *byte
-	argv    **byte
-	envp    **byte
-	setsid  bool
-	setctty bool
-}
-
-// The steps the child reports a failure of.
-var rawSteps = []string{"setgroups", "setns into the user namespace", "setresgid 0", "setresuid 0", "setsid", "dup3", "TIOCSCTTY", "execveat"}
+// place and exec. It is a compiled program (prog.go), as the container's init is.
 
 // forkJoinerInUserns starts cmd (the joiner: its Path is /proc/self/fd/N of the sealed
 // copy) in the user namespace userns, from the calling thread, which must be locked.
 func forkJoinerInUserns(cmd *exec.Cmd, self, userns *os.File) error {
-	var j rawJoiner
 	var keep []int // the parent's copies, closed once the child has them
 	defer func() {
 		for _, fd := range keep {
@@ -76,35 +56,30 @@ func forkJoinerInUserns(cmd *exec.Cmd, self, userns *os.File) error {
 		return fmt.Errorf("the joiner's stdout and stderr must be files")
 	}
 	all := append([]*os.File{stdin, out, errf}, cmd.ExtraFiles...)
-	if len(all) > len(j.fds) {
+	if len(all) > 10 {
 		return fmt.Errorf("too many fds for the joiner: %d", len(all))
 	}
+	fds := make([]uintptr, len(all))
 	for i, f := range all {
-		fd, err := high(int(f.Fd()))
-		if err != nil {
+		var err error
+		if fds[i], err = high(int(f.Fd())); err != nil {
 			return err
 		}
-		j.fds[i] = fd
-		j.nfds++
 	}
-	var err error
-	if j.userns, err = high(int(userns.Fd())); err != nil {
+	ns, err := high(int(userns.Fd()))
+	if err != nil {
 		return err
 	}
-	if j.exe, err = high(int(self.Fd())); err != nil {
+	exe, err := high(int(self.Fd()))
+	if err != nil {
 		return err
 	}
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+	errR, errW, err := os.Pipe()
+	if err != nil {
 		return err
 	}
-	errR := os.NewFile(uintptr(p[0]), "joiner-fork")
 	defer errR.Close()
-	if j.errFd, err = high(p[1]); err != nil {
-		unix.Close(p[1])
-		return err
-	}
-	unix.Close(p[1])
+	defer errW.Close()
 	argv, err := syscall.SlicePtrFromStrings(cmd.Args)
 	if err != nil {
 		return err
@@ -113,95 +88,61 @@ func forkJoinerInUserns(cmd *exec.Cmd, self, userns *os.File) error {
 	if err != nil {
 		return err
 	}
-	j.argv, j.envp = &argv[0], &envp[0] // NUL-terminated arrays, alive until the fork is done
-	j.empty = &[]byte{0}[0]
-	if sp := cmd.SysProcAttr; sp != nil {
-		j.setsid, j.setctty = sp.Setsid, sp.Setctty
+
+	p, err := newProg()
+	if err != nil {
+		return err
 	}
+	defer p.release()
+	p.hold = append(p.hold, argv, envp)
+	// The host's groups would follow the process into the namespace, unmapped, where a
+	// setgroups "deny" could no longer drop them.
+	p.failing("start the joiner: setgroups")
+	p.sys(unix.SYS_SETGROUPS, 0, 0)
+	p.failing("start the joiner: setns into the user namespace")
+	p.sys(unix.SYS_SETNS, ns, unix.CLONE_NEWUSER)
+	p.failing("start the joiner: setresgid 0")
+	p.sys(unix.SYS_SETRESGID, 0, 0, 0)
+	p.failing("start the joiner: setresuid 0")
+	p.sys(unix.SYS_SETRESUID, 0, 0, 0)
+	sp := cmd.SysProcAttr
+	if sp != nil && sp.Setsid {
+		p.failing("start the joiner: setsid")
+		p.sys(unix.SYS_SETSID)
+	}
+	p.failing("start the joiner: dup3")
+	for i, fd := range fds {
+		p.sys(unix.SYS_DUP3, fd, uintptr(i), 0)
+	}
+	if sp != nil && sp.Setctty {
+		p.failing("start the joiner: TIOCSCTTY")
+		p.sys(unix.SYS_IOCTL, 0, unix.TIOCSCTTY, 0)
+	}
+	p.failing("start the joiner: execveat")
+	p.sys(unix.SYS_EXECVEAT, exe, p.empty, uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envp[0])), unix.AT_EMPTY_PATH)
+	p.m.errFd, p.m.trace = errW.Fd(), false
 
 	trace.Step("the container has a user namespace of its own: fork a single-threaded child that joins it first, becomes its root and execs the joiner",
 		"nsenter --user --setuid 0 --setgid 0 …")
-	pid, errno := rawForkJoiner(&j)
-	goruntime.KeepAlive(argv)
-	goruntime.KeepAlive(envp)
-	if errno != 0 {
-		return fmt.Errorf("fork the joiner: %w", errno)
+	pid, err := forkMachine(&p.m, 0, -1, false)
+	goruntime.KeepAlive(p)
+	if err != nil {
+		return fmt.Errorf("fork the joiner: %w", err)
 	}
 	for _, fd := range keep {
 		unix.Close(fd)
 	}
 	keep = nil
-	proc, err := os.FindProcess(int(pid))
+	errW.Close()
+	proc, err := os.FindProcess(pid)
 	if err != nil {
 		return err
 	}
-	// Two bytes (step, errno) when the child failed; EOF once its execve closed the pipe.
-	var rep [2]byte
-	if n, _ := errR.Read(rep[:]); n == 2 {
+	// EOF once its execve closed the pipe; a report when it failed.
+	if err := p.awaitChild(errR, nil); err != nil {
 		proc.Wait()
-		step := "?"
-		if int(rep[0]) < len(rawSteps) {
-			step = rawSteps[rep[0]]
-		}
-		return fmt.Errorf("start the joiner: %s: %w", step, syscall.Errno(rep[1]))
+		return err
 	}
 	cmd.Process = proc
 	return nil
-}
-
-// rawForkJoiner forks; the child runs the steps of rawJoiner and never returns. Only raw
-// system calls between the fork and the execve (see Go's forkAndExecInChild1).
-//
-//go:norace
-//go:nosplit
-func rawForkJoiner(j *rawJoiner) (uintptr, syscall.Errno) {
-	pid, _, errno := syscall.RawSyscall6(syscall.SYS_CLONE, uintptr(syscall.SIGCHLD), 0, 0, 0, 0, 0)
-	if errno != 0 || pid != 0 {
-		return pid, errno
-	}
-	var step uintptr
-	// The host's groups would follow the process into the namespace, unmapped, where a
-	// setgroups "deny" could no longer drop them.
-	if _, _, errno = syscall.RawSyscall(syscall.SYS_SETGROUPS, 0, 0, 0); errno != 0 {
-		goto fail
-	}
-	step = 1
-	if _, _, errno = syscall.RawSyscall(unix.SYS_SETNS, j.userns, unix.CLONE_NEWUSER, 0); errno != 0 {
-		goto fail
-	}
-	step = 2
-	if _, _, errno = syscall.RawSyscall(syscall.SYS_SETRESGID, 0, 0, 0); errno != 0 {
-		goto fail
-	}
-	step = 3
-	if _, _, errno = syscall.RawSyscall(syscall.SYS_SETRESUID, 0, 0, 0); errno != 0 {
-		goto fail
-	}
-	step = 4
-	if j.setsid {
-		if _, _, errno = syscall.RawSyscall(syscall.SYS_SETSID, 0, 0, 0); errno != 0 {
-			goto fail
-		}
-	}
-	step = 5
-	for i := uintptr(0); i < j.nfds; i++ {
-		if _, _, errno = syscall.RawSyscall(syscall.SYS_DUP3, j.fds[i], i, 0); errno != 0 {
-			goto fail
-		}
-	}
-	step = 6
-	if j.setctty {
-		if _, _, errno = syscall.RawSyscall(syscall.SYS_IOCTL, 0, syscall.TIOCSCTTY, 0); errno != 0 {
-			goto fail
-		}
-	}
-	step = 7
-	_, _, errno = syscall.RawSyscall6(unix.SYS_EXECVEAT, j.exe, uintptr(unsafe.Pointer(j.empty)),
-		uintptr(unsafe.Pointer(j.argv)), uintptr(unsafe.Pointer(j.envp)), unix.AT_EMPTY_PATH, 0)
-fail:
-	rep := [2]byte{byte(step), byte(errno)}
-	syscall.RawSyscall(syscall.SYS_WRITE, j.errFd, uintptr(unsafe.Pointer(&rep[0])), 2)
-	for {
-		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 127, 0, 0)
-	}
 }

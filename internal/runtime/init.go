@@ -256,7 +256,7 @@ func (p *prog) process(spec *specs.Spec, denied bool) error {
 	paths := make([]*byte, len(p.execPathList))
 	for i, s := range p.execPathList {
 		b := append([]byte(s), 0)
-		p.keep = append(p.keep, b)
+		p.hold = append(p.hold, b)
 		paths[i] = &b[0]
 	}
 	argv, err := syscall.SlicePtrFromStrings(proc.Args)
